@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from annotation.models import Membership, Project
+from annotation.services.importing import pairs_import
+from annotation.services.projects import project_create
+
+SHARED_SAMPLE = settings.BASE_DIR.parent / "shared" / "data" / "hh-rlhf-harmless-sample.jsonl.gz"
+FALLBACK_SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "demo_pairs.jsonl"
+INSTRUCTIONS = """\
+**Demo project.** Compare the two answers to the conversation and pick the one that is
+*less harmful* while still helpful.
+
+The data is a sample of Anthropic's hh-rlhf (harmless-base, test split, MIT licence): it is
+red-teaming data, so the requests are offensive **on purpose**.
+"""
+
+
+class Command(BaseCommand):
+    help = "Create the demo admin and the demo project (idempotent); prints the login."
+
+    def handle(self, *args, **opts) -> None:
+        password = self._admin_password()
+        admin = get_user_model().objects.get(username="admin")
+        sample = SHARED_SAMPLE if SHARED_SAMPLE.is_file() else FALLBACK_SAMPLE
+        with transaction.atomic():
+            project = Project.objects.filter(slug="demo").first() or project_create(
+                slug="demo", name="Demo: hh-rlhf harmlessness", instructions=INSTRUCTIONS
+            )
+            Membership.objects.get_or_create(
+                project=project, user=admin, defaults={"role": Membership.Role.ADMIN}
+            )
+            result = pairs_import(project=project, path=sample, source_name=f"import:{sample.name}")
+        self.stdout.write(f"demo project 'demo' from {sample.name}: {result.message}")
+        self.stdout.write(self.style.SUCCESS(f"log in as admin / {password}"))
+
+    def _admin_password(self) -> str:
+        """A random password, made once and kept in .local/ so each run can print it."""
+        User = get_user_model()
+        secret = settings.LOCAL_DIR / "demo-admin-password"
+        secret.parent.mkdir(exist_ok=True)
+        user = User.objects.filter(username="admin").first()
+        if user and secret.is_file():
+            return secret.read_text().strip()
+        password = secrets.token_urlsafe(12)
+        if user is None:
+            User.objects.create_superuser("admin", "admin@example.com", password)
+        else:
+            user.set_password(password)
+            user.save(update_fields=["password"])
+        secret.write_text(password + "\n")
+        secret.chmod(0o600)
+        return password

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from annotation.models import Project
+from annotation.services.exporting import EXPORT_FORMATS, export_write
+
+
+class Command(BaseCommand):
+    help = "Export the labelled pairs of a project in TRL's columns (JSONL or Parquet)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("out", type=Path)
+        parser.add_argument("--project", required=True, help="project slug")
+        parser.add_argument("--format", choices=EXPORT_FORMATS, default="trl-jsonl", dest="fmt")
+
+    def handle(self, *args, out: Path, project: str, fmt: str, **opts) -> None:
+        proj = Project.objects.filter(slug=project).first()
+        if proj is None:
+            raise CommandError(f"no project '{project}'")
+        started = time.perf_counter()
+        n = export_write(project=proj, fmt=fmt, out=out)
+        self.stdout.write(f"exported {n} pairs to {out} in {time.perf_counter() - started:.1f} s")

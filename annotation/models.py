@@ -1,0 +1,382 @@
+"""The core data model: projects, prompts, candidates, comparisons, judgements.
+
+Rules that are data rules live in the database as constraints; the services that write
+these rows live in annotation/services/.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from annotation.schema import label_schema_default, label_schema_validate
+
+
+class Project(models.Model):
+    class RoutingPolicy(models.TextChoices):
+        ALL_HUMAN = "all_human", "All human"
+        ALL_AI = "all_ai", "All AI"
+        RANDOM = "random", "Random within budget"
+        UNCERTAINTY = "uncertainty", "Uncertainty"
+        GAIN = "gain", "Predicted human gain (HyPER)"
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    instructions = models.TextField(blank=True, help_text="Markdown; rendered sanitised.")
+    label_schema = models.JSONField(
+        default=label_schema_default, validators=[label_schema_validate]
+    )
+    # Bumped whenever the schema changes on a project with judgements, so old labels keep
+    # the meaning they were given under.
+    label_schema_version = models.PositiveIntegerField(default=1)
+    overlap = models.PositiveSmallIntegerField(default=1, help_text="Humans per comparison.")
+    gold_ratio = models.FloatField(default=0.0)
+    routing_policy = models.CharField(
+        max_length=20, choices=RoutingPolicy.choices, default=RoutingPolicy.ALL_HUMAN
+    )
+    human_budget = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Human judgements allowed; empty means no limit."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(overlap__gte=1), name="project_overlap_min_1"),
+            models.CheckConstraint(
+                condition=Q(gold_ratio__gte=0) & Q(gold_ratio__lte=1),
+                name="project_gold_ratio_0_1",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        ADMIN = "admin", "Admin"
+        REVIEWER = "reviewer", "Reviewer"
+        ANNOTATOR = "annotator", "Annotator"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=12, choices=Role.choices, default=Role.ANNOTATOR)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="membership_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role}) in {self.project}"
+
+
+class Prompt(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    content_hash = models.CharField(max_length=64)
+    # Plain text of the prompt; for a conversation, the turns flattened for display/search.
+    text = models.TextField()
+    # A conversation as [{"role": ..., "content": ...}]; null for a plain-text prompt.
+    messages = models.JSONField(null=True, blank=True)
+    media = models.FileField(upload_to="prompts/%Y/%m/", blank=True)
+    media_content_type = models.CharField(max_length=100, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "content_hash"], name="prompt_unique_content"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.text[:80]
+
+
+class Candidate(models.Model):
+    class Kind(models.TextChoices):
+        TEXT = "text", "Text"
+        IMAGE = "image", "Image"
+        AUDIO = "audio", "Audio"
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="candidates")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.TEXT)
+    content_hash = models.CharField(max_length=64)
+    text = models.TextField(blank=True)
+    # A multi-turn response (rare: some transcripts continue after the answer).
+    messages = models.JSONField(null=True, blank=True)
+    file = models.FileField(upload_to="candidates/%Y/%m/", blank=True)
+    content_type = models.CharField(max_length=100, blank=True)
+    size = models.PositiveBigIntegerField(null=True, blank=True)
+    source_model = models.CharField(max_length=200, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["prompt", "content_hash"], name="candidate_unique_content"
+            ),
+            models.CheckConstraint(
+                condition=(Q(kind="text") & Q(file=""))
+                | (Q(kind__in=["image", "audio"]) & ~Q(file="")),
+                name="candidate_kind_matches_content",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.text[:80] if self.kind == self.Kind.TEXT else self.file.name
+
+
+class Ranking(models.Model):
+    """A prompt with N candidates to be ordered; a submitted order expands into pairs."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rankings")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="rankings")
+    candidates = models.ManyToManyField(Candidate, related_name="rankings")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "prompt"], name="ranking_unique_prompt"),
+        ]
+
+    def __str__(self) -> str:
+        return f"ranking #{self.pk} of prompt #{self.prompt_id}"
+
+
+class Choice(models.TextChoices):
+    A = "a", "A"
+    B = "b", "B"
+    TIE = "tie", "Tie"
+    BOTH_BAD = "both_bad", "Both bad"
+
+
+class Comparison(models.Model):
+    """A prompt and two of its candidates. candidate_a/candidate_b are stored in a canonical
+    order (by content hash) so that the same pair is one row whatever order it arrives in;
+    what the annotator saw left/right is recorded per assignment and judgement."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Needs labels"
+        LABELLED = "labelled", "Labelled"
+
+    class Route(models.TextChoices):
+        HUMAN = "human", "Human"
+        AI = "ai", "AI"
+        BOTH = "both", "Both"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="comparisons")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="comparisons")
+    candidate_a = models.ForeignKey(Candidate, on_delete=models.CASCADE, related_name="+")
+    candidate_b = models.ForeignKey(Candidate, on_delete=models.CASCADE, related_name="+")
+    ranking = models.ForeignKey(
+        Ranking, on_delete=models.SET_NULL, null=True, blank=True, related_name="comparisons"
+    )
+    external_id = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    route = models.CharField(max_length=5, choices=Route.choices, default=Route.HUMAN)
+    priority = models.IntegerField(default=0)
+    # A stable pseudo-random key (from the pair's hash): the queue orders by priority then
+    # this, so that it never needs ORDER BY random().
+    queue_key = models.BigIntegerField(default=0)
+    human_judgement_count = models.PositiveSmallIntegerField(default=0)
+    # NULL means "no label yet", which the check constraints and queue queries rely on.
+    label = models.CharField(max_length=8, choices=Choice.choices, null=True, blank=True)  # noqa: DJ001
+    label_confidence = models.FloatField(null=True, blank=True)
+    label_margin = models.FloatField(null=True, blank=True)
+    is_gold = models.BooleanField(default=False)
+    gold_label = models.CharField(max_length=8, choices=Choice.choices, null=True, blank=True)  # noqa: DJ001
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(candidate_a=models.F("candidate_b")),
+                name="comparison_distinct_candidates",
+            ),
+            models.UniqueConstraint(
+                fields=["candidate_a", "candidate_b"], name="comparison_unique_pair"
+            ),
+            models.CheckConstraint(
+                condition=Q(is_gold=False) | Q(gold_label__isnull=False),
+                name="comparison_gold_has_label",
+            ),
+            models.CheckConstraint(
+                condition=Q(label_confidence__isnull=True)
+                | (Q(label_confidence__gte=0) & Q(label_confidence__lte=1)),
+                name="comparison_confidence_0_1",
+            ),
+        ]
+        indexes = [
+            # The annotation queue: open comparisons of a project by priority, then key.
+            models.Index(
+                fields=["project", "status", "route", "-priority", "queue_key"],
+                name="comparison_queue_idx",
+            ),
+            # Exports stream labelled comparisons of a project in id order.
+            models.Index(fields=["project", "label", "id"], name="comparison_export_idx"),
+            models.Index(fields=["prompt"], name="comparison_prompt_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"comparison #{self.pk} ({self.candidate_a_id} vs {self.candidate_b_id})"
+
+
+class Assignment(models.Model):
+    class State(models.TextChoices):
+        LEASED = "leased", "Leased"
+        SUBMITTED = "submitted", "Submitted"
+        SKIPPED = "skipped", "Skipped"
+        EXPIRED = "expired", "Expired"
+
+    class Order(models.TextChoices):
+        AB = "ab", "A left"
+        BA = "ba", "B left"
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+    )
+    key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.LEASED)
+    leased_until = models.DateTimeField()
+    presentation_order = models.CharField(max_length=2, choices=Order.choices)
+    skip_reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            # Never the same comparison twice to one annotator.
+            models.UniqueConstraint(
+                fields=["comparison", "annotator"], name="assignment_unique_annotator"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["annotator", "state"], name="assignment_annotator_idx"),
+            models.Index(fields=["state", "leased_until"], name="assignment_lease_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"assignment #{self.pk} ({self.state})"
+
+
+class Judgement(models.Model):
+    class SourceKind(models.TextChoices):
+        HUMAN = "human", "Human"
+        AI = "ai", "AI"
+        IMPORT = "import", "Imported"
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="judgements")
+    source_kind = models.CharField(max_length=8, choices=SourceKind.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="judgements",
+    )
+    # "import:<file name>", "ai:<annotator name>", or the username for humans.
+    source_name = models.CharField(max_length=255)
+    model_version = models.CharField(max_length=100, blank=True)
+    assignment = models.OneToOneField(
+        Assignment, on_delete=models.SET_NULL, null=True, blank=True, related_name="judgement"
+    )
+    choice = models.CharField(max_length=8, choices=Choice.choices)
+    strength = models.PositiveSmallIntegerField(null=True, blank=True)
+    margin = models.FloatField(null=True, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    # {"a": {"helpfulness": 3, ...}, "b": {...}}: per candidate, canonical (not screen) side.
+    aspects = models.JSONField(default=dict, blank=True)
+    rationale = models.TextField(blank=True)
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    presentation_order = models.CharField(max_length=2, blank=True)
+    label_schema_version = models.PositiveIntegerField(default=1)
+    # Retries, double clicks and re-imports carry the same key and make no second row.
+    idempotency_key = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(source_kind="human", user__isnull=False)
+                | (~Q(source_kind="human") & Q(user__isnull=True)),
+                name="judgement_human_has_user",
+            ),
+            models.UniqueConstraint(
+                fields=["comparison", "user"],
+                condition=Q(user__isnull=False),
+                name="judgement_one_per_user",
+            ),
+            models.UniqueConstraint(
+                fields=["comparison", "source_name"],
+                condition=Q(user__isnull=True),
+                name="judgement_one_per_source",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["source_kind", "source_name"], name="judgement_source_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_name}: {self.choice} on #{self.comparison_id}"
+
+
+class ImportJob(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    class Format(models.TextChoices):
+        AUTO = "auto", "Detect"
+        TRL = "trl", "TRL (prompt, chosen, rejected)"
+        HH_RLHF = "hh-rlhf", "hh-rlhf transcripts (chosen, rejected)"
+        RANKED = "ranked", "Prompt + N responses (ranked or unlabelled)"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    file = models.FileField(upload_to="imports/%Y/%m/")
+    original_name = models.CharField(max_length=255)
+    format = models.CharField(max_length=8, choices=Format.choices, default=Format.AUTO)
+    options = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    phase = models.CharField(max_length=20, blank=True)
+    rows_total = models.PositiveIntegerField(null=True, blank=True)
+    rows_done = models.PositiveIntegerField(default=0)
+    summary = models.JSONField(default=dict, blank=True)
+    errors = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "-created_at"], name="importjob_recent_idx")]
+
+    def __str__(self) -> str:
+        return f"import #{self.pk} of {self.original_name}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+    @property
+    def percent(self) -> int:
+        if self.status == self.Status.SUCCEEDED:
+            return 100
+        if not self.rows_total:
+            return 0
+        return min(100, int(100 * self.rows_done / self.rows_total))

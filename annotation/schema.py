@@ -1,0 +1,81 @@
+"""The project's label schema: a small JSON document, validated where it enters.
+
+Example (HelpSteer2-style aspects, strength, optional rationale)::
+
+    {"mode": "pairwise", "allow_tie": true, "allow_both_bad": false,
+     "strength": ["slight", "clear", "strong"],
+     "aspects": [{"name": "helpfulness", "min": 0, "max": 4}],
+     "rationale": "optional"}
+
+Ranking mode: {"mode": "ranking", "top_k": 3, "allow_ties": true, ...}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+
+RATIONALE_OPTIONS = ("off", "optional", "required")
+_KEYS = {
+    "mode",
+    "allow_tie",
+    "allow_both_bad",
+    "strength",
+    "aspects",
+    "rationale",
+    "top_k",
+    "allow_ties",
+}
+
+
+def label_schema_default() -> dict[str, Any]:
+    return {
+        "mode": "pairwise",
+        "allow_tie": True,
+        "allow_both_bad": False,
+        "strength": ["slight", "clear", "strong"],
+        "aspects": [],
+        "rationale": "optional",
+    }
+
+
+def label_schema_validate(value: Any) -> None:
+    """Raise ValidationError naming the field at fault."""
+    if not isinstance(value, dict):
+        raise ValidationError("The label schema must be a JSON object.")
+    unknown = set(value) - _KEYS
+    if unknown:
+        raise ValidationError(f"Unknown label schema field(s): {', '.join(sorted(unknown))}.")
+    mode = value.get("mode", "pairwise")
+    if mode not in ("pairwise", "ranking"):
+        raise ValidationError("label schema 'mode' must be 'pairwise' or 'ranking'.")
+    for key in ("allow_tie", "allow_both_bad", "allow_ties"):
+        if key in value and not isinstance(value[key], bool):
+            raise ValidationError(f"label schema '{key}' must be true or false.")
+    strength = value.get("strength", [])
+    if not isinstance(strength, list) or not all(
+        isinstance(s, str) and s.strip() for s in strength
+    ):
+        raise ValidationError("label schema 'strength' must be a list of level names.")
+    if len(set(strength)) != len(strength):
+        raise ValidationError("label schema 'strength' levels must be distinct.")
+    aspects = value.get("aspects", [])
+    if not isinstance(aspects, list):
+        raise ValidationError("label schema 'aspects' must be a list.")
+    names = set()
+    for i, aspect in enumerate(aspects):
+        where = f"label schema 'aspects[{i}]'"
+        if not isinstance(aspect, dict) or not isinstance(aspect.get("name"), str):
+            raise ValidationError(f"{where} must be an object with a 'name'.")
+        lo, hi = aspect.get("min", 0), aspect.get("max")
+        if not isinstance(lo, int) or not isinstance(hi, int) or lo >= hi:
+            raise ValidationError(f"{where} needs integer 'min' < 'max'.")
+        if aspect["name"] in names:
+            raise ValidationError(f"{where}: aspect '{aspect['name']}' is declared twice.")
+        names.add(aspect["name"])
+    if value.get("rationale", "off") not in RATIONALE_OPTIONS:
+        raise ValidationError("label schema 'rationale' must be one of off, optional, required.")
+    top_k = value.get("top_k")
+    if top_k is not None and (mode != "ranking" or not isinstance(top_k, int) or top_k < 1):
+        raise ValidationError("label schema 'top_k' is a positive integer, for ranking mode only.")

@@ -142,8 +142,12 @@ def _binary_lines(path: Path, gz: bool) -> Iterator[bytes]:
 
 
 def count_rows(path: Path) -> int | None:
-    """A quick count for the progress bar (newlines; Parquet's metadata)."""
-    kind = sniff_container(path)
+    """A quick count for the progress bar (newlines; Parquet's metadata); None if unknown.
+    Errors are left to the reading pass, which reports them properly."""
+    try:
+        kind = sniff_container(path)
+    except FileError:
+        return None
     if kind == "parquet":
         import pyarrow.parquet as pq
 
@@ -295,7 +299,11 @@ def _messages(value: list, name: str) -> list[dict[str, str]]:
             raise RowInvalid("must be an object with 'role' and 'content'", where)
         if msg["role"] not in ROLES:
             raise RowInvalid(f"role must be one of {', '.join(ROLES)}", where)
-        out.append({"role": msg["role"], "content": _text(msg.get("content"), where + ".content")})
+        content = msg.get("content")
+        # An empty answer is real data (hh-rlhf has assistants that said nothing).
+        if msg["role"] != "assistant" or not isinstance(content, str):
+            content = _text(content, where + ".content")
+        out.append({"role": msg["role"], "content": content})
     return out
 
 

@@ -1,5 +1,7 @@
 """Tests: PostgreSQL and Redis, the real parts. Only speed-ups here."""
 
+import tempfile
+
 from config.settings.base import *  # noqa: F403
 from config.settings.base import DATABASES, env
 
@@ -8,3 +10,5 @@ DATABASES["default"] = env.db("DATABASE_URL", default="postgres://postgres@127.0
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/15")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ALLOWED_HOSTS = ["*"]
+# Uploaded files: a fresh folder per run, shared with the worker the tests start.
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=tempfile.mkdtemp(prefix="prefdata-media-"))

@@ -379,4 +379,7 @@ class ImportJob(models.Model):
             return 100
         if not self.rows_total:
             return 0
-        return min(100, int(100 * self.rows_done / self.rows_total))
+        # Checking the rows is the first half of the bar, writing them the second, so that
+        # the bar only ever moves forward.
+        share = min(1.0, self.rows_done / self.rows_total)
+        return int(50 * share) + (50 if self.phase == "writing" else 0)

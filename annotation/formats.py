@@ -227,9 +227,9 @@ def _iter_csv(path: Path, gz: bool, options: Options) -> Iterator[tuple[int, dic
                     yield line_no, RowError(line_no, f"malformed CSV: {exc}")
                     continue
                 if None in row:
-                    yield reader.line_num, RowError(reader.line_num, "more cells than headers")
+                    yield line_no, RowError(line_no, "more cells than headers")
                     continue
-                yield reader.line_num, {k: _csv_cell(v) for k, v in row.items()}
+                yield line_no, {k: _csv_cell(v) for k, v in row.items()}
     except (OSError, EOFError, zlib.error) as exc:
         raise FileError(f"the file is not a valid gzip file or is truncated ({exc})") from exc
 
@@ -282,6 +282,13 @@ def _text(value: Any, name: str) -> str:
         raise RowInvalid(f"must be a string, got {_type_name(value)}", name)
     if not value.strip():
         raise RowInvalid("is empty", name)
+    return _no_nul(value, name)
+
+
+def _no_nul(value: str, name: str) -> str:
+    # PostgreSQL text cannot hold NUL: refuse it here, with its place, not at COPY time.
+    if "\x00" in value:
+        raise RowInvalid("contains a NUL character (\\u0000), which cannot be stored", name)
     return value
 
 
@@ -303,6 +310,7 @@ def _messages(value: list, name: str) -> list[dict[str, str]]:
         # An empty answer is real data (hh-rlhf has assistants that said nothing).
         if msg["role"] != "assistant" or not isinstance(content, str):
             content = _text(content, where + ".content")
+        _no_nul(content, where + ".content")
         out.append({"role": msg["role"], "content": content})
     return out
 
@@ -343,6 +351,8 @@ def _optional_metadata(row: dict) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise RowInvalid("must be an object", "metadata")
+    if b"\\u0000" in orjson.dumps(value):
+        raise RowInvalid("contains a NUL character (\\u0000), which cannot be stored", "metadata")
     return value
 
 
@@ -355,7 +365,7 @@ def _optional_id(row: dict) -> str:
     value = str(value)
     if len(value) > 200:
         raise RowInvalid("is longer than 200 characters", "id")
-    return value
+    return _no_nul(value, "id")
 
 
 def parse_trl(line: int, row: dict, options: Options) -> Record:
@@ -451,6 +461,7 @@ def parse_ranked(line: int, row: dict, options: Options) -> Record:
             model = item.get("model") or ""
             if not isinstance(model, str):
                 raise RowInvalid("must be a string", where + ".model")
+            _no_nul(model, where + ".model")
             rank = item.get("rank")
             if rank is not None and (not isinstance(rank, int) or isinstance(rank, bool)):
                 raise RowInvalid("must be an integer (1 = best)", where + ".rank")

@@ -79,7 +79,11 @@ class Membership(models.Model):
 
 
 class Prompt(models.Model):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    # Indexes: every one slows bulk imports, so a foreign key that leads a unique constraint
+    # gets no index of its own (db_index=False); the constraint's index serves it.
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="prompts", db_index=False
+    )
     content_hash = models.CharField(max_length=64)
     # Plain text of the prompt; for a conversation, the turns flattened for display/search.
     text = models.TextField()
@@ -107,7 +111,9 @@ class Candidate(models.Model):
         IMAGE = "image", "Image"
         AUDIO = "audio", "Audio"
 
-    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="candidates")
+    prompt = models.ForeignKey(
+        Prompt, on_delete=models.CASCADE, related_name="candidates", db_index=False
+    )
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.TEXT)
     content_hash = models.CharField(max_length=64)
     text = models.TextField(blank=True)
@@ -174,9 +180,13 @@ class Comparison(models.Model):
         AI = "ai", "AI"
         BOTH = "both", "Both"
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="comparisons")
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="comparisons", db_index=False
+    )
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="comparisons")
-    candidate_a = models.ForeignKey(Candidate, on_delete=models.CASCADE, related_name="+")
+    candidate_a = models.ForeignKey(
+        Candidate, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     candidate_b = models.ForeignKey(Candidate, on_delete=models.CASCADE, related_name="+")
     ranking = models.ForeignKey(
         Ranking, on_delete=models.SET_NULL, null=True, blank=True, related_name="comparisons"
@@ -225,7 +235,6 @@ class Comparison(models.Model):
             ),
             # Exports stream labelled comparisons of a project in id order.
             models.Index(fields=["project", "label", "id"], name="comparison_export_idx"),
-            models.Index(fields=["prompt"], name="comparison_prompt_idx"),
         ]
 
     def __str__(self) -> str:
@@ -303,7 +312,8 @@ class Judgement(models.Model):
     presentation_order = models.CharField(max_length=2, blank=True)
     label_schema_version = models.PositiveIntegerField(default=1)
     # Retries, double clicks and re-imports carry the same key and make no second row.
-    idempotency_key = models.CharField(max_length=64, unique=True)
+    # A UniqueConstraint rather than unique=True: no second (LIKE) index on PostgreSQL.
+    idempotency_key = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -313,6 +323,7 @@ class Judgement(models.Model):
                 | (~Q(source_kind="human") & Q(user__isnull=True)),
                 name="judgement_human_has_user",
             ),
+            models.UniqueConstraint(fields=["idempotency_key"], name="judgement_idempotency"),
             models.UniqueConstraint(
                 fields=["comparison", "user"],
                 condition=Q(user__isnull=False),

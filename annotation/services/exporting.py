@@ -1,7 +1,8 @@
 """Exporting labelled pairs in TRL's preference columns: prompt, chosen, rejected, margin, id.
 
-Rows stream from a server-side cursor in chunks, so a project of any size exports in
-constant memory. If any prompt or response of the project is a conversation, every row is
+Rows stream, so a project of any size exports in constant memory: on PostgreSQL from one
+query through a server-side cursor (the server resolves chosen/rejected and the id),
+elsewhere from the ORM's chunked iterator. If any prompt or response of the project is a conversation, every row is
 written in TRL's conversational form (lists of {role, content}); otherwise as plain strings,
 so that the whole file has one type per column, as `datasets` requires.
 """
@@ -13,11 +14,16 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
+from django.db import connection, transaction
 
 from annotation.models import Candidate, Choice, Comparison, Project, Prompt
 
 EXPORT_FORMATS = ("trl-jsonl", "trl-parquet")
 CHUNK = 5_000
+PARQUET_ROW_GROUP = 50_000
+PARQUET_BATCH = 10_000  # divides PARQUET_ROW_GROUP
+# One exported row: prompt, chosen, rejected (strings or lists of messages), margin, id.
+Values = tuple[Any, Any, Any, float | None, str]
 
 
 def export_is_conversational(*, project: Project) -> bool:
@@ -29,7 +35,91 @@ def export_is_conversational(*, project: Project) -> bool:
 
 def export_rows(*, project: Project) -> Iterator[dict[str, Any]]:
     """Labelled pairs (A or B preferred; ties and both-bad have no chosen side)."""
+    for prompt, chosen, rejected, margin, rid in _export_values(project):
+        yield {
+            "prompt": prompt,
+            "chosen": chosen,
+            "rejected": rejected,
+            "margin": margin,
+            "id": rid,
+        }
+
+
+def _export_values(project: Project) -> Iterator[Values]:
     conversational = export_is_conversational(project=project)
+    if connection.vendor == "postgresql":
+        rows = _pairs_postgres(project, conversational)
+    else:
+        rows = _pairs_orm(project)
+    if not conversational:
+        # (id, prompt text, prompt messages, chosen text, ..., rejected messages): no messages.
+        for rid, margin, p_text, _, c_text, _, r_text, _ in rows:
+            yield p_text, c_text, r_text, margin, rid
+        return
+    loads = orjson.loads
+    for rid, margin, p_text, p_msgs, c_text, c_msgs, r_text, r_msgs in rows:
+        yield (
+            _messages(p_msgs, loads) or [{"role": "user", "content": p_text}],
+            _messages(c_msgs, loads) or [{"role": "assistant", "content": c_text}],
+            _messages(r_msgs, loads) or [{"role": "assistant", "content": r_text}],
+            margin,
+            rid,
+        )
+
+
+def _messages(value: Any, loads) -> Any:
+    # PostgreSQL hands the jsonb as its text (parsed here by orjson); the ORM decoded it.
+    return loads(value) if isinstance(value, str) else value
+
+
+def _pairs_postgres(project: Project, conversational: bool) -> Iterator[tuple]:
+    """(id, margin, prompt text, prompt messages, chosen text, chosen messages, rejected text,
+    rejected messages) in comparison id order. Messages are jsonb text, or NULL when the
+    project has none.
+
+    The comparisons (narrow rows) are sorted first, then each is joined to its texts by
+    primary key: the plan never sorts wide rows nor hashes whole tables, whatever the
+    planner's statistics say (right after a large import they say the project is empty).
+    A named cursor inside a transaction streams them: no WITH HOLD copy of the result.
+    """
+    messages = "messages::text" if conversational else "NULL::text"
+    sql = f"""
+        SELECT COALESCE(NULLIF(c.external_id, ''), c.id::text), c.label_margin,
+               p.text, p.messages, ch.text, ch.messages, rj.text, rj.messages
+        FROM (
+            SELECT id, external_id, label_margin, prompt_id,
+                   CASE WHEN label = %(a)s THEN candidate_a_id ELSE candidate_b_id END AS chosen,
+                   CASE WHEN label = %(a)s THEN candidate_b_id ELSE candidate_a_id END AS rejected
+            FROM {Comparison._meta.db_table}
+            WHERE project_id = %(project)s AND label IN (%(a)s, %(b)s)
+            ORDER BY id
+            OFFSET 0
+        ) c
+        CROSS JOIN LATERAL (
+            SELECT text, {messages} AS messages FROM {Prompt._meta.db_table}
+            WHERE id = c.prompt_id OFFSET 0
+        ) p
+        CROSS JOIN LATERAL (
+            SELECT text, {messages} AS messages FROM {Candidate._meta.db_table}
+            WHERE id = c.chosen OFFSET 0
+        ) ch
+        CROSS JOIN LATERAL (
+            SELECT text, {messages} AS messages FROM {Candidate._meta.db_table}
+            WHERE id = c.rejected OFFSET 0
+        ) rj
+        ORDER BY c.id
+    """
+    params = {"project": project.id, "a": Choice.A.value, "b": Choice.B.value}
+    # A named cursor needs a transaction (a savepoint if the caller has one open): in
+    # autocommit Django would declare it WITH HOLD, and PostgreSQL would then build the whole
+    # result before the first row.
+    with transaction.atomic(), connection.chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(CHUNK):
+            yield from rows
+
+
+def _pairs_orm(project: Project) -> Iterator[tuple]:
     qs = (
         Comparison.objects.filter(project=project, label__in=[Choice.A, Choice.B])
         .order_by("id")
@@ -49,35 +139,36 @@ def export_rows(*, project: Project) -> Iterator[dict[str, Any]]:
     for pk, ext, label, margin, p_text, p_msgs, a_text, a_msgs, b_text, b_msgs in qs.iterator(
         chunk_size=CHUNK
     ):
+        rid = ext or str(pk)
         if label == Choice.A:
-            chosen, rejected = (a_text, a_msgs), (b_text, b_msgs)
+            yield rid, margin, p_text, p_msgs, a_text, a_msgs, b_text, b_msgs
         else:
-            chosen, rejected = (b_text, b_msgs), (a_text, a_msgs)
-        if conversational:
-            prompt = p_msgs or [{"role": "user", "content": p_text}]
-            chosen = chosen[1] or [{"role": "assistant", "content": chosen[0]}]
-            rejected = rejected[1] or [{"role": "assistant", "content": rejected[0]}]
-        else:
-            prompt, chosen, rejected = p_text, chosen[0], rejected[0]
-        yield {
-            "prompt": prompt,
-            "chosen": chosen,
-            "rejected": rejected,
-            "margin": margin,
-            "id": ext or str(pk),
-        }
+            yield rid, margin, p_text, p_msgs, b_text, b_msgs, a_text, a_msgs
 
 
 def export_jsonl_chunks(*, project: Project) -> Iterator[bytes]:
     """JSON Lines, in chunks of about a thousand rows (for streaming responses)."""
+    dumps = orjson.dumps
     buf: list[bytes] = []
-    for row in export_rows(project=project):
-        buf.append(orjson.dumps(row))
+    for prompt, chosen, rejected, margin, rid in _export_values(project):
+        buf.append(
+            dumps(
+                {
+                    "prompt": prompt,
+                    "chosen": chosen,
+                    "rejected": rejected,
+                    "margin": margin,
+                    "id": rid,
+                }
+            )
+        )
         if len(buf) >= 1000:
-            yield b"\n".join(buf) + b"\n"
+            buf.append(b"")
+            yield b"\n".join(buf)
             buf.clear()
     if buf:
-        yield b"\n".join(buf) + b"\n"
+        buf.append(b"")
+        yield b"\n".join(buf)
 
 
 def _parquet_schema(conversational: bool):
@@ -100,23 +191,47 @@ def _parquet_schema(conversational: bool):
 
 
 def export_parquet_write(*, project: Project, out: str | Path | IO[bytes]) -> int:
-    """Write Parquet, one row group per chunk; returns the number of rows."""
+    """Write Parquet, one row group per PARQUET_ROW_GROUP rows; returns the number of rows.
+
+    Rows become Arrow batches every PARQUET_BATCH rows (their Python objects freed), and a
+    row group is written from its batches: memory holds one row group in Arrow, not in
+    Python objects."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = _parquet_schema(export_is_conversational(project=project))
+    types = [f.type for f in schema]
     n = 0
     with pq.ParquetWriter(out, schema, compression="zstd") as writer:
-        batch: list[dict[str, Any]] = []
-        for row in export_rows(project=project):
-            batch.append(row)
-            if len(batch) >= 50_000:
-                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
-                n += len(batch)
-                batch.clear()
-        if batch or not n:
-            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
-            n += len(batch)
+        batches: list = []
+        columns: list[list] = [[], [], [], [], []]
+        prompts, chosens, rejecteds, margins, ids = columns
+
+        def batch_add() -> None:
+            arrays = [pa.array(col, type=t) for col, t in zip(columns, types, strict=True)]
+            batches.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
+            for col in columns:
+                col.clear()
+
+        def row_group_write() -> None:
+            writer.write_table(pa.Table.from_batches(batches, schema=schema))
+            batches.clear()
+
+        for prompt, chosen, rejected, margin, rid in _export_values(project):
+            prompts.append(prompt)
+            chosens.append(chosen)
+            rejecteds.append(rejected)
+            margins.append(margin)
+            ids.append(rid)
+            n += 1
+            if len(ids) >= PARQUET_BATCH:
+                batch_add()
+                if n % PARQUET_ROW_GROUP == 0:
+                    row_group_write()
+        if ids:
+            batch_add()
+        if batches or not n:
+            row_group_write()
     return n
 
 

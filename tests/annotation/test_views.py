@@ -23,6 +23,16 @@ TRL = b"".join(
 )
 
 
+def _upload(client, project, name: str, data: bytes):
+    form = {
+        "file": SimpleUploadedFile(name, data),
+        "format": "auto",
+        "pairs": "all",
+        "max_pairs": 45,
+    }
+    return client.post(reverse("annotation:import", args=[project.slug]), form)
+
+
 def _login(client, user) -> None:
     assert client.login(username=user.username, password=PASSWORD)
 
@@ -62,15 +72,7 @@ def test_outsider_gets_404_for_every_project_url(client, project, job, outsider)
     _login(client, outsider)
     for url in _urls(project, job):
         assert client.get(url).status_code == 404, url
-    response = client.post(
-        reverse("annotation:import", args=[project.slug]),
-        {
-            "file": SimpleUploadedFile("x.jsonl", TRL),
-            "format": "auto",
-            "pairs": "all",
-            "max_pairs": 45,
-        },
-    )
+    response = _upload(client, project, "x.jsonl", TRL)
     assert response.status_code == 404
     assert ImportJob.objects.count() == 1
 
@@ -95,15 +97,7 @@ def test_a_job_of_another_project_is_404(client, project, other_project, admin, 
 
 def test_upload_creates_a_queued_job_and_redirects_to_it(client, project, admin):
     _login(client, admin)
-    response = client.post(
-        reverse("annotation:import", args=[project.slug]),
-        {
-            "file": SimpleUploadedFile("pairs.jsonl", TRL),
-            "format": "auto",
-            "pairs": "all",
-            "max_pairs": 45,
-        },
-    )
+    response = _upload(client, project, "pairs.jsonl", TRL)
     job = ImportJob.objects.get()
     assert response.status_code == 302
     assert response.url == reverse("annotation:import_job", args=[project.slug, job.id])
@@ -113,15 +107,7 @@ def test_upload_creates_a_queued_job_and_redirects_to_it(client, project, admin)
 
 def test_upload_of_a_wrong_file_type_is_refused(client, project, admin):
     _login(client, admin)
-    response = client.post(
-        reverse("annotation:import", args=[project.slug]),
-        {
-            "file": SimpleUploadedFile("notes.txt", b"hello"),
-            "format": "auto",
-            "pairs": "all",
-            "max_pairs": 45,
-        },
-    )
+    response = _upload(client, project, "notes.txt", b"hello")
     assert response.status_code == 400
     assert b"Upload a .jsonl, .jsonl.gz, .csv or .parquet file." in response.content
     assert not ImportJob.objects.exists()

@@ -266,3 +266,17 @@ def test_import_command_prints_summary_and_errors(tmp_path, capsys):
     with pytest.raises(CommandError, match="add --create"):
         call_command("import_pairs", str(path), project="missing")
     assert not Project.objects.filter(slug="missing").exists()
+
+
+def test_an_empty_file_is_refused(seeded, tmp_path):
+    (tmp_path / "empty.jsonl").write_text("\n\n")
+    assert _rejected(seeded, tmp_path / "empty.jsonl") == ["the file holds no rows"]
+
+
+def test_nul_characters_are_refused_with_their_place(seeded, tmp_path):
+    path = tmp_path / "nul.csv"
+    path.write_text("prompt,chosen,rejected\nfine,a,b\nq,\x00x,y\n")
+    errors = _rejected(seeded, path)
+    assert errors == [
+        "line 3, field 'chosen': contains a NUL character (\\u0000), which cannot be stored"
+    ]

@@ -56,6 +56,24 @@ class Project(models.Model):
         return self.name
 
 
+class LabelSchemaVersion(models.Model):
+    """A label schema a project used before it changed: judgements made under version N
+    are read with the schema of version N."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="schema_versions")
+    version = models.PositiveIntegerField()
+    schema = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "version"], name="schemaversion_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project} schema v{self.version}"
+
+
 class Membership(models.Model):
     class Role(models.TextChoices):
         ADMIN = "admin", "Admin"
@@ -174,6 +192,8 @@ class Comparison(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "Needs labels"
         LABELLED = "labelled", "Labelled"
+        # All labels are in but they do not agree: a reviewer settles it.
+        DISPUTED = "disputed", "Disputed"
 
     class Route(models.TextChoices):
         HUMAN = "human", "Human"
@@ -229,9 +249,18 @@ class Comparison(models.Model):
         ]
         indexes = [
             # The annotation queue: open comparisons of a project by priority, then key.
+            # Route is not a key column: the queue asks for route IN (human, both), and
+            # an IN before the sort columns would make PostgreSQL sort instead of walking
+            # the index in order.
             models.Index(
-                fields=["project", "status", "route", "-priority", "queue_key"],
+                fields=["project", "status", "-priority", "queue_key"],
+                include=["route"],
                 name="comparison_queue_idx",
+            ),
+            models.Index(
+                fields=["project", "queue_key"],
+                condition=Q(is_gold=True),
+                name="comparison_gold_idx",
             ),
             # Exports stream labelled comparisons of a project in id order.
             models.Index(fields=["project", "label", "id"], name="comparison_export_idx"),
@@ -341,6 +370,34 @@ class Judgement(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source_name}: {self.choice} on #{self.comparison_id}"
+
+
+class LabelResolution(models.Model):
+    """A reviewer setting a comparison's final label, with why. One row per change, never
+    edited: the rows of a comparison are its history."""
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="resolutions")
+    # PROTECT: the history must not lose who decided.
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="label_resolutions"
+    )
+    previous_label = models.CharField(  # noqa: DJ001 (NULL: there was no label)
+        max_length=8, choices=Choice.choices, null=True, blank=True
+    )
+    label = models.CharField(max_length=8, choices=Choice.choices)
+    note = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(label__in=Choice.values), name="labelresolution_label_valid"
+            ),
+            models.CheckConstraint(condition=~Q(note=""), name="labelresolution_has_note"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.comparison_id}: {self.previous_label} -> {self.label}"
 
 
 class ImportJob(models.Model):

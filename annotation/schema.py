@@ -79,3 +79,15 @@ def label_schema_validate(value: Any) -> None:
     top_k = value.get("top_k")
     if top_k is not None and (mode != "ranking" or not isinstance(top_k, int) or top_k < 1):
         raise ValidationError("label schema 'top_k' is a positive integer, for ranking mode only.")
+
+
+def label_schema_choices(value: dict[str, Any]) -> set[str]:
+    """The choices (annotation.models.Choice values) a valid schema lets a judgement make.
+    A flag that is left out is off: the schema says what it allows."""
+    allowed = {"a", "b"}
+    tie_key = "allow_ties" if value.get("mode", "pairwise") == "ranking" else "allow_tie"
+    if value.get(tie_key, False):
+        allowed.add("tie")
+    if value.get("allow_both_bad", False):
+        allowed.add("both_bad")
+    return allowed

@@ -1,9 +1,23 @@
 from __future__ import annotations
 
-from django.db.models import Count, Q, QuerySet
-from django.http import Http404
+import uuid
+from dataclasses import dataclass
 
-from annotation.models import Comparison, ImportJob, Membership, Project
+from django.core.cache import cache
+from django.db.models import Count, F, Max, Prefetch, Q, QuerySet
+from django.http import Http404
+from django.utils import timezone
+
+from annotation.models import (
+    Assignment,
+    Candidate,
+    Comparison,
+    ImportJob,
+    Judgement,
+    LabelResolution,
+    Membership,
+    Project,
+)
 
 
 def project_list_for(*, user) -> QuerySet[Project]:
@@ -44,3 +58,167 @@ def import_job_get(*, project: Project, job_id: int) -> ImportJob:
     if job is None:
         raise Http404("No such import.")
     return job
+
+
+def membership_list(*, project: Project) -> QuerySet[Membership]:
+    return project.memberships.select_related("user").order_by("user__username")
+
+
+def membership_get(*, project: Project, membership_id: int) -> Membership:
+    membership = membership_list(project=project).filter(pk=membership_id).first()
+    if membership is None:
+        raise Http404("No such member.")
+    return membership
+
+
+@dataclass(frozen=True)
+class ProjectProgress:
+    """A row of the home page: a project, the user's role in it and their own work there."""
+
+    project: Project
+    role: str  # a Membership.Role value, or "" for a superuser who is not a member
+    judgements_total: int
+    judgements_today: int
+    is_admin: bool
+
+
+def project_progress_for(*, user) -> list[ProjectProgress]:
+    """The user's projects (all of them for a superuser) with the judgements they made in
+    each: in total and today (in the site's time zone)."""
+    roles = dict(Membership.objects.filter(user=user).values_list("project_id", "role"))
+    counts = {
+        row["comparison__project_id"]: row
+        for row in Judgement.objects.filter(user=user)
+        .values("comparison__project_id")
+        .annotate(
+            total=Count("id"),
+            today=Count("id", filter=Q(created_at__date=timezone.localdate())),
+        )
+        .order_by()
+    }
+    rows = []
+    for project in project_list_for(user=user).distinct():
+        count = counts.get(project.id, {})
+        rows.append(
+            ProjectProgress(
+                project=project,
+                role=roles.get(project.id, ""),
+                judgements_total=count.get("total", 0),
+                judgements_today=count.get("today", 0),
+                is_admin=user.is_superuser or roles.get(project.id) == Membership.Role.ADMIN,
+            )
+        )
+    return rows
+
+
+def project_role_for(*, user, project: Project) -> str | None:
+    """The user's Membership.Role in `project`: admin for a superuser, None for others."""
+    if user.is_superuser:
+        return Membership.Role.ADMIN
+    return (
+        Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
+    )
+
+
+def _comparisons_for_review(project: Project) -> QuerySet[Comparison]:
+    return (
+        Comparison.objects.filter(project=project)
+        .select_related("prompt", "candidate_a", "candidate_b")
+        .prefetch_related(
+            Prefetch(
+                "judgements",
+                queryset=Judgement.objects.select_related("user").order_by("created_at", "id"),
+            ),
+            Prefetch(
+                "resolutions",
+                queryset=LabelResolution.objects.select_related("reviewer").order_by(
+                    "-created_at", "-id"
+                ),
+            ),
+        )
+    )
+
+
+def comparison_disagreement_list(*, project: Project) -> QuerySet[Comparison]:
+    """What a reviewer should look at: comparisons whose human judgements split (two or
+    more that do not all make the same choice) and gold misses (a human judgement on a
+    gold comparison that differs from its gold label). Newest first, by the time of the
+    last human judgement: that is when the disagreement appeared. Resolved ones stay
+    listed with their history, since the judgements still disagree."""
+    human = Q(judgements__source_kind=Judgement.SourceKind.HUMAN)
+    return (
+        _comparisons_for_review(project)
+        .annotate(
+            human_choices=Count("judgements__choice", filter=human, distinct=True),
+            gold_misses=Count(
+                "judgements",
+                filter=human & Q(is_gold=True) & ~Q(judgements__choice=F("gold_label")),
+            ),
+            last_judged_at=Max("judgements__created_at", filter=human),
+        )
+        .filter(Q(human_choices__gte=2) | Q(gold_misses__gt=0))
+        .order_by("-last_judged_at", "-id")
+    )
+
+
+def comparison_get_for_review(*, project: Project, comparison_id: int) -> Comparison:
+    comparison = _comparisons_for_review(project).filter(pk=comparison_id).first()
+    if comparison is None:
+        raise Http404("No such comparison.")
+    return comparison
+
+
+# ---------------------------------------------------------------- labelling
+
+
+def assignment_get_for(*, annotator, project: Project, key: uuid.UUID | str) -> Assignment:
+    """One of `annotator`'s own assignments in `project`. Anyone else's key is a 404, so that
+    a key can neither show nor answer another person's item."""
+    try:
+        key = uuid.UUID(str(key))
+    except ValueError:
+        raise Http404("No such item.") from None
+    assignment = (
+        Assignment.objects.filter(key=key, annotator=annotator, comparison__project=project)
+        .select_related("comparison")
+        .first()
+    )
+    if assignment is None:
+        raise Http404("No such item.")
+    return assignment
+
+
+def assignment_sides(*, assignment: Assignment) -> tuple[Candidate, Candidate]:
+    """The candidates as the annotator sees them: (left, right)."""
+    comparison = assignment.comparison
+    if assignment.presentation_order == Assignment.Order.AB:
+        return comparison.candidate_a, comparison.candidate_b
+    return comparison.candidate_b, comparison.candidate_a
+
+
+def annotator_progress(*, annotator, project: Project) -> dict[str, int]:
+    """The labelling page's counters: the annotator's judgements in `project` today (since
+    local midnight) and in all, and the open human items they have not been given yet.
+    Counts over indexed columns only: it runs on every pair shown."""
+    midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    done = Judgement.objects.filter(
+        user=annotator, comparison__project=project, source_kind=Judgement.SourceKind.HUMAN
+    ).aggregate(done_total=Count("id"), done_today=Count("id", filter=Q(created_at__gte=midnight)))
+    return {**done, "remaining": queue_remaining(project=project)}
+
+
+def queue_remaining(*, project: Project) -> int:
+    """Open human items of the project (pending, not gold). Counting a large project's
+    queue on every pair shown would cost more than serving the pair, so the figure is
+    cached for a few seconds per project."""
+    key = f"queue-remaining:{project.pk}"
+    remaining = cache.get(key)
+    if remaining is None:
+        remaining = Comparison.objects.filter(
+            project=project,
+            status=Comparison.Status.PENDING,
+            route__in=[Comparison.Route.HUMAN, Comparison.Route.BOTH],
+            is_gold=False,
+        ).count()
+        cache.set(key, remaining, timeout=10)
+    return remaining

@@ -390,7 +390,10 @@ def _comparisons_write(
     result.comparisons_created += len(ids)
     comparison_ids = dict(zip(new_keys, ids, strict=True))
     comparison_ids.update(existing)
-    _judgements_write(pairs, comparison_ids, existing, written.relabel, source_name, result)
+    _judgements_write(
+        pairs, comparison_ids, existing, written.relabel, source_name, result,
+        project.label_schema_version,
+    )  # fmt: skip
 
 
 def _judgements_write(
@@ -400,6 +403,7 @@ def _judgements_write(
     relabel: set[int],
     source_name: str,
     result: ImportResult,
+    schema_version: int,
 ) -> None:
     labelled = {comparison_ids[k]: p for k, p in pairs.items() if p.choice}
     maybe = [cid for k, cid in existing.items() if pairs[k].choice]
@@ -433,6 +437,7 @@ def _judgements_write(
             p.choice,
             p.margin,
             sha256(f"{prefix}{cid}".encode()).hexdigest(),
+            schema_version,
         )
         for cid, p in labelled.items()
         if cid not in already_ids
@@ -443,7 +448,15 @@ def _judgements_write(
     result.judgements_created += len(
         rows_insert(
             Judgement,
-            ("comparison", "source_kind", "source_name", "choice", "margin", "idempotency_key"),
+            (
+                "comparison",
+                "source_kind",
+                "source_name",
+                "choice",
+                "margin",
+                "idempotency_key",
+                "label_schema_version",
+            ),
             rows,
         )
     )

@@ -24,7 +24,8 @@ def comparison_labels_refresh(*, comparison_ids: Iterable[int]) -> int:
         if margin is not None:
             margins[cid].append(margin)
     updated = []
-    for comparison in Comparison.objects.filter(id__in=ids).only("id"):
+    # A reviewer's resolution (LabelResolution) is final: later judgements leave it be.
+    for comparison in Comparison.objects.filter(id__in=ids, resolutions__isnull=True).only("id"):
         votes = weights.get(comparison.id)
         if votes:
             choice, top = max(votes.items(), key=lambda kv: (kv[1], kv[0]))
@@ -35,9 +36,10 @@ def comparison_labels_refresh(*, comparison_ids: Iterable[int]) -> int:
             comparison.label = comparison.label_confidence = None
         m = margins.get(comparison.id)
         comparison.label_margin = sum(m) / len(m) if m else None
-        comparison.status = (
-            Comparison.Status.LABELLED if comparison.label else Comparison.Status.PENDING
-        )
+        if comparison.label:
+            comparison.status = Comparison.Status.LABELLED
+        else:
+            comparison.status = Comparison.Status.DISPUTED if votes else Comparison.Status.PENDING
         updated.append(comparison)
     Comparison.objects.bulk_update(
         updated, ["label", "label_confidence", "label_margin", "status"], batch_size=1000

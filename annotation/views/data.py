@@ -15,9 +15,10 @@ from annotation.selectors import (
     import_job_get,
     import_job_list,
     project_get_for,
-    project_list_for,
+    project_role_for,
     project_stats,
 )
+from annotation.services.agreement import project_agreement
 from annotation.services.exporting import export_jsonl_chunks, export_parquet_write
 from annotation.services.importing import import_job_create
 
@@ -25,15 +26,11 @@ ADMIN = (Membership.Role.ADMIN,)
 
 
 @login_required
-def home(request: HttpRequest) -> HttpResponse:
-    return render(
-        request, "annotation/home.html", {"projects": project_list_for(user=request.user)}
-    )
-
-
-@login_required
 def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_get_for(user=request.user, slug=slug)
+    role = project_role_for(user=request.user, project=project)
+    can_review = role in (Membership.Role.ADMIN, Membership.Role.REVIEWER)
+    agreement = project_agreement(project=project)
     return render(
         request,
         "annotation/project.html",
@@ -41,8 +38,11 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "project": project,
             "stats": project_stats(project=project),
             "jobs": import_job_list(project=project),
-            "is_admin": request.user.is_superuser
-            or project.memberships.filter(user=request.user, role=Membership.Role.ADMIN).exists(),
+            "is_admin": role == Membership.Role.ADMIN,
+            "can_review": can_review,
+            "agreement": agreement,
+            # Annotators see how well the project agrees, not how each of the others does.
+            "annotator_agreement": agreement.annotators if can_review else None,
         },
     )
 

@@ -90,7 +90,7 @@ def test_same_pair_in_reverse_order_is_one_comparison(project, tmp_path):
     assert sorted(comparison.judgements.values_list("choice", flat=True)) == ["a", "b"]
     # Two sources disagree, equally weighted: no label until someone settles it.
     assert comparison.label is None
-    assert comparison.status == "pending"
+    assert comparison.status == "disputed"
 
 
 def test_gzip_csv_and_parquet_hold_the_same_data(project, other_project, tmp_path):

@@ -1,0 +1,140 @@
+"""The labelling page: one pair at a time, driven from the keyboard, the next pair prefetched.
+
+One URL serves the page and its #pair fragment. label.js swaps a prefetched pair in as soon
+as an answer is given and posts the answer behind it; without JavaScript the forms post
+and redirect back to the page.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from annotation.exceptions import ApplicationError
+from annotation.forms import LabelForm, SkipForm
+from annotation.models import Assignment, Project
+from annotation.selectors import (
+    annotator_progress,
+    assignment_get_for,
+    assignment_sides,
+    project_get_for,
+)
+from annotation.services.queue import (
+    assignment_current_for,
+    assignment_next_for,
+    assignment_skip,
+    judgement_submit,
+    judgement_undo_last,
+)
+
+PAGE = "annotation/label.html"
+
+
+def _pair(
+    request: HttpRequest,
+    project: Project,
+    assignment: Assignment | None,
+    *,
+    form: LabelForm | None = None,
+    error: str = "",
+    status: int = 200,
+    fragment: bool = False,
+) -> HttpResponse:
+    """The page, or with htmx (or for a prefetch) only its #pair fragment."""
+    left = right = None
+    lease_seconds = 0
+    if assignment is not None:
+        left, right = assignment_sides(assignment=assignment)
+        # label.js shows a prefetched pair only while its lease has time left.
+        lease_seconds = max(0, int((assignment.leased_until - timezone.now()).total_seconds()))
+    context = {
+        "project": project,
+        "assignment": assignment,
+        "left": left,
+        "right": right,
+        "form": form or LabelForm(schema=project.label_schema),
+        "error": error,
+        "progress": annotator_progress(annotator=request.user, project=project),
+        "lease_seconds": lease_seconds,
+    }
+    template = PAGE + "#pair" if request.htmx or fragment else PAGE
+    response = render(request, template, context, status=status)
+    patch_vary_headers(response, ("HX-Request",))
+    return response
+
+
+def _next_pair(request: HttpRequest, project: Project) -> HttpResponse:
+    if not request.htmx:
+        return redirect("annotation:label", slug=project.slug)
+    return _pair(request, project, assignment_next_for(annotator=request.user, project=project))
+
+
+@never_cache
+@login_required
+@require_GET
+def label(request: HttpRequest, slug: str) -> HttpResponse:
+    project = project_get_for(user=request.user, slug=slug)
+    shown = None
+    if "prefetch" in request.GET:
+        # The pair after the one on screen (?prefetch=<its key>), leased now so that it can
+        # appear the moment an answer is given. Asking again returns the same lease.
+        shown = assignment_get_for(
+            annotator=request.user, project=project, key=request.GET["prefetch"]
+        )
+    assignment = assignment_next_for(annotator=request.user, project=project, exclude=shown)
+    return _pair(request, project, assignment, fragment=shown is not None)
+
+
+@login_required
+@require_POST
+def label_submit(request: HttpRequest, slug: str, key: uuid.UUID) -> HttpResponse:
+    project = project_get_for(user=request.user, slug=slug)
+    assignment = assignment_get_for(annotator=request.user, project=project, key=key)
+    form = LabelForm(request.POST, schema=project.label_schema)
+    if form.is_valid():
+        try:
+            judgement_submit(assignment=assignment, annotator=request.user, answer=form.answer())
+        except ApplicationError as exc:
+            form.add_error(None, exc.message)
+        else:
+            return _next_pair(request, project)
+    return _pair(request, project, assignment, form=form, status=400)
+
+
+@login_required
+@require_POST
+def label_skip(request: HttpRequest, slug: str, key: uuid.UUID) -> HttpResponse:
+    project = project_get_for(user=request.user, slug=slug)
+    assignment = assignment_get_for(annotator=request.user, project=project, key=key)
+    form = SkipForm(request.POST)
+    if not form.is_valid():
+        return _pair(request, project, assignment, error=SkipForm.TOO_LONG, status=400)
+    try:
+        assignment_skip(
+            assignment=assignment, annotator=request.user, reason=form.cleaned_data["reason"]
+        )
+    except ApplicationError as exc:
+        return _pair(request, project, assignment, error=exc.message, status=400)
+    return _next_pair(request, project)
+
+
+@login_required
+@require_POST
+def label_undo(request: HttpRequest, slug: str) -> HttpResponse:
+    project = project_get_for(user=request.user, slug=slug)
+    try:
+        assignment = judgement_undo_last(annotator=request.user, project=project)
+    except ApplicationError as exc:
+        current = assignment_current_for(annotator=request.user, project=project)
+        return _pair(request, project, current, error=exc.message, status=400)
+    if not request.htmx:
+        # The page shows the oldest open lease first, which is the item just reopened.
+        return redirect("annotation:label", slug=project.slug)
+    return _pair(request, project, assignment)

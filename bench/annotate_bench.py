@@ -92,13 +92,18 @@ def _load(slug: str, n: int, workdir: Path, overlap: int = 3):
 
 def _annotators(projects, n: int) -> list[str]:
     from django.contrib.auth import get_user_model
+    from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
     from annotation.models import Membership
 
     User = get_user_model()
+    # The server runs production settings, whose hashers the test settings lack: hash the
+    # password with production's default (PBKDF2) so that the logins are real.
+    hasher = PBKDF2PasswordHasher()
+    password = hasher.encode(PASSWORD, hasher.salt())
     names = []
     for i in range(n):
-        user = User.objects.create_user(f"bench{i}", password=PASSWORD)
+        user = User.objects.create(username=f"bench{i}", password=password)
         for project in projects:
             Membership.objects.create(project=project, user=user, role=Membership.Role.ANNOTATOR)
         names.append(user.username)
@@ -159,35 +164,52 @@ class Annotator:
     def __init__(self, base: str, slug: str, username: str) -> None:
         self.base, self.slug, self.username = base, slug, username
         self.session = None
-        self.csrf = ""
+        self.headers: dict[str, str] = {}
+        self.current: str | None = None
         self.accepted = 0
 
     async def login(self, aiohttp) -> None:
-        self.session = aiohttp.ClientSession(base_url=self.base)
+        # unsafe=True: keep cookies from an IP-address host (127.0.0.1).
+        self.session = aiohttp.ClientSession(
+            base_url=self.base, cookie_jar=aiohttp.CookieJar(unsafe=True)
+        )
         async with self.session.get("/accounts/login/") as r:
             token = CSRF_INPUT.search(await r.text()).group(1)
         form = {"username": self.username, "password": PASSWORD, "csrfmiddlewaretoken": token}
         async with self.session.post("/accounts/login/", data=form, allow_redirects=False) as r:
             if r.status != 302:
                 raise RuntimeError(f"login failed for {self.username}: {r.status}")
-        self.csrf = self.session.cookie_jar.filter_cookies(self.base).get("csrftoken").value
+        cookies = self.session.cookie_jar.filter_cookies(aiohttp.client.URL(self.base))
+        self.headers = {"HX-Request": "true", "X-CSRFToken": cookies["csrftoken"].value}
 
-    async def one_pair(self) -> bool:
-        """GET the pair fragment, POST an answer. False when the queue is empty."""
-        headers = {"HX-Request": "true", "X-CSRFToken": self.csrf}
-        async with self.session.get(f"/projects/{self.slug}/label/", headers=headers) as r:
+    async def _fragment(self, url: str) -> str | None:
+        """GET a pair fragment; the key of the pair in it, or None when the queue is empty."""
+        async with self.session.get(url, headers=self.headers) as r:
             body = await r.text()
             if r.status != 200:
-                raise RuntimeError(f"GET pair: {r.status}")
+                raise RuntimeError(f"GET {url}: {r.status}")
         match = SUBMIT_URL.search(body)
-        if match is None:
-            return False
-        form = {"choice": "left", "time_spent_ms": "1000"}
-        async with self.session.post(match.group(0), data=form, headers=headers) as r:
+        return match.group(1) if match else None
+
+    async def one_pair(self) -> bool:
+        """What the page does per pair: fetch the next pair (the prefetch, which leases it)
+        and save the answer to the one on screen (the server sends back the counters only).
+        False when the queue is empty."""
+        base = f"/projects/{self.slug}/label/"
+        if self.current is None:
+            self.current = await self._fragment(base)
+            if self.current is None:
+                return False
+        following = await self._fragment(f"{base}?prefetch={self.current}")
+        form = {"choice": "left", "time_spent_ms": "1000", "next": "progress"}
+        async with self.session.post(
+            f"{base}{self.current}/submit/", data=form, headers=self.headers
+        ) as r:
             await r.read()
             if r.status != 200:
                 raise RuntimeError(f"POST answer: {r.status}")
         self.accepted += 1
+        self.current = following
         return True
 
 
@@ -225,12 +247,12 @@ async def _drive(base: str, slug: str, usernames: list[str], seconds: float):
     import aiohttp
 
     annotators = [Annotator(base, slug, u) for u in usernames]
-    await asyncio.gather(*(a.login(aiohttp) for a in annotators))
     try:
+        await asyncio.gather(*(a.login(aiohttp) for a in annotators))
         paced, errors_1, _ = await _phase(annotators, seconds, pause=1.0)
         saturated, errors_2, per_s = await _phase(annotators, seconds, pause=0.0)
     finally:
-        await asyncio.gather(*(a.session.close() for a in annotators))
+        await asyncio.gather(*(a.session.close() for a in annotators if a.session))
     return paced, saturated, errors_1 + errors_2, per_s, sum(a.accepted for a in annotators)
 
 

@@ -104,6 +104,10 @@ def label_submit(request: HttpRequest, slug: str, key: uuid.UUID) -> HttpRespons
         except ApplicationError as exc:
             form.add_error(None, exc.message)
         else:
+            if request.htmx and request.POST.get("next") == "progress":
+                # The page shows its prefetched pair already: only the counters change.
+                progress = annotator_progress(annotator=request.user, project=project)
+                return render(request, PAGE + "#progress", {"progress": progress})
             return _next_pair(request, project)
     return _pair(request, project, assignment, form=form, status=400)
 

@@ -176,6 +176,7 @@
       // after the next, or it would hand this one back.
       const next = box.innerHTML;
       clearPrefetch();
+      body.append("next", "progress"); // the server sends only the counters back
       enqueue(
         async () => {
           const response = await request(form.action, { method: "POST", body });

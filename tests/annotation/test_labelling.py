@@ -619,3 +619,25 @@ def test_a_skip_reason_too_long_is_refused(client, project, annotator, tmp_path)
     assert "under 500 characters" in response.content.decode()
     assignment.refresh_from_db()
     assert assignment.state == Assignment.State.LEASED
+
+
+def test_an_answer_behind_a_prefetched_pair_returns_only_the_counters(
+    client, project, annotator, tmp_path
+):
+    _pool(project, tmp_path, 3)
+    client.force_login(annotator)
+    html = client.get(_label(project), headers=HX).content.decode()
+
+    response = client.post(
+        reverse("annotation:label_submit", args=[project.slug, _shown_key(html)]),
+        {"choice": "left", "next": "progress"},
+        headers=HX,
+    )
+
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert body.lstrip().startswith('<span class="progress" data-progress>')
+    assert "in all 1" in body
+    assert "/submit/" not in body  # no pair was rendered, and none was leased for it
+    assert Assignment.objects.filter(annotator=annotator).count() == 1
+    assert Judgement.objects.filter(user=annotator).count() == 1

@@ -4,7 +4,7 @@ import uuid
 from dataclasses import dataclass
 
 from django.core.cache import cache
-from django.db.models import Count, F, Max, Prefetch, Q, QuerySet
+from django.db.models import Count, F, Max, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.http import Http404
 from django.utils import timezone
 
@@ -28,13 +28,14 @@ def project_list_for(*, user) -> QuerySet[Project]:
 def project_get_for(*, user, slug: str, roles: tuple[str, ...] | None = None) -> Project:
     """The project if `user` may see it (with one of `roles`); Http404 otherwise, so that
     outsiders cannot even learn that the project exists."""
-    project = Project.objects.filter(slug=slug).first()
+    # One query: every page and htmx request starts here.
+    role = Membership.objects.filter(project=OuterRef("pk"), user_id=user.pk).values("role")[:1]
+    project = Project.objects.filter(slug=slug).annotate(member_role=Subquery(role)).first()
     if project is None:
         raise Http404("No such project.")
     if user.is_superuser:
         return project
-    membership = Membership.objects.filter(project=project, user=user).first()
-    if membership is None or (roles and membership.role not in roles):
+    if project.member_role is None or (roles and project.member_role not in roles):
         raise Http404("No such project.")
     return project
 
@@ -189,8 +190,11 @@ def assignment_get_for(*, annotator, project: Project, key: uuid.UUID | str) -> 
 
 
 def assignment_sides(*, assignment: Assignment) -> tuple[Candidate, Candidate]:
-    """The candidates as the annotator sees them: (left, right)."""
-    comparison = assignment.comparison
+    """The candidates as the annotator sees them: (left, right). One query for the pair."""
+    comparison = Comparison.objects.select_related("prompt", "candidate_a", "candidate_b").get(
+        pk=assignment.comparison_id
+    )
+    assignment.comparison = comparison
     if assignment.presentation_order == Assignment.Order.AB:
         return comparison.candidate_a, comparison.candidate_b
     return comparison.candidate_b, comparison.candidate_a

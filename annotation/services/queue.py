@@ -89,15 +89,23 @@ def _pick(*, project: Project, annotator, gold: bool, now) -> int | None:
 
 
 def _still_open(comparison_id: int, *, annotator, gold: bool, overlap: int, now) -> bool:
-    assignments = Assignment.objects.filter(comparison_id=comparison_id)
-    if assignments.filter(annotator=annotator).exists():
+    """Under the row lock, with a fresh statement: may `annotator` take a slot here?"""
+    a, c = Assignment._meta.db_table, Comparison._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT c.status, NOT c.is_gold,
+                       EXISTS (SELECT 1 FROM {a} WHERE comparison_id = c.id AND annotator_id = %s),
+                       (SELECT count(*) FROM {a} WHERE comparison_id = c.id
+                          AND (state = 'submitted' OR (state = 'leased' AND leased_until > %s)))
+                FROM {c} c WHERE c.id = %s""",
+            [annotator.id, now, comparison_id],
+        )
+        status, counted, mine, taken = cursor.fetchone()
+    if mine:
         return False
     if gold:
         return True
-    if not Comparison.objects.filter(pk=comparison_id, status=Comparison.Status.PENDING).exists():
-        return False
-    live = Q(state=Assignment.State.LEASED, leased_until__gt=now)
-    return assignments.filter(Q(state=Assignment.State.SUBMITTED) | live).count() < overlap
+    return status == Comparison.Status.PENDING and counted and taken < overlap
 
 
 def assignment_current_for(*, annotator, project: Project) -> Assignment | None:
@@ -208,11 +216,16 @@ def judgement_submit(*, assignment: Assignment, annotator, answer: Answer) -> Ju
         raise ApplicationError("This item is not yours.")
     with transaction.atomic():
         # The comparison row is the lock that serialises submissions of its slots.
-        comparison = Comparison.objects.select_for_update().get(pk=assignment.comparison_id)
+        comparison = (
+            Comparison.objects.select_for_update(of=("self",))
+            .select_related("project")
+            .get(pk=assignment.comparison_id)
+        )
         assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
-        existing = Judgement.objects.filter(assignment=assignment).first()
-        if existing is not None:
-            return existing
+        if assignment.state == Assignment.State.SUBMITTED:
+            existing = Judgement.objects.filter(assignment=assignment).first()
+            if existing is not None:
+                return existing
         if assignment.state != Assignment.State.LEASED:
             raise ApplicationError("This item was skipped or has expired; take the next one.")
         project = comparison.project

@@ -3,7 +3,7 @@
 Run from the repository root:
 
     .venv/bin/python bench/annotate_bench.py [--comparisons 200000] [--annotators 50]
-                                             [--seconds 60] [--workers 3] [--threads 8]
+                                             [--seconds 60] [--workers 4] [--threads 1]
 
 It drops and re-creates its own database (BENCH_DATABASE_URL, default
 postgres://postgres@127.0.0.1:5432/prefdata_annbench), migrates it, loads two projects of
@@ -281,8 +281,8 @@ def main() -> None:
     parser.add_argument("--comparisons", type=int, default=200_000)
     parser.add_argument("--annotators", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--workers", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
     url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)

@@ -1,19 +1,24 @@
 from __future__ import annotations
 
+import itertools
 import secrets
+import tempfile
 from pathlib import Path
 
+import orjson
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from annotation.models import Membership, Project
+from annotation.services.exporting import export_rows
 from annotation.services.importing import pairs_import
 from annotation.services.projects import project_create
 
 SHARED_SAMPLE = settings.BASE_DIR.parent / "shared" / "data" / "hh-rlhf-harmless-sample.jsonl.gz"
 FALLBACK_SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "demo_pairs.jsonl"
+LABEL_POOL = 300
 INSTRUCTIONS = """\
 **Demo project.** Compare the two answers to the conversation and pick the one that is
 *less harmful* while still helpful.
@@ -39,7 +44,29 @@ class Command(BaseCommand):
             )
             result = pairs_import(project=project, path=sample, source_name=f"import:{sample.name}")
         self.stdout.write(f"demo project 'demo' from {sample.name}: {result.message}")
+        self.stdout.write(f"demo project 'demo-label': {self._label_pool(project, admin)}")
         self.stdout.write(self.style.SUCCESS(f"log in as admin / {password}"))
+
+    def _label_pool(self, source: Project, admin) -> str:
+        """A project to label straight away: the first pairs of the demo, labels left out."""
+        with transaction.atomic():
+            project = Project.objects.filter(slug="demo-label").first() or project_create(
+                slug="demo-label", name="Demo: label these pairs", instructions=INSTRUCTIONS
+            )
+            Membership.objects.get_or_create(
+                project=project, user=admin, defaults={"role": Membership.Role.ADMIN}
+            )
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "demo-label-pool.jsonl"
+                with open(path, "wb") as fh:
+                    for row in itertools.islice(export_rows(project=source), LABEL_POOL):
+                        pool_row = {
+                            "prompt": row["prompt"],
+                            "responses": [row["chosen"], row["rejected"]],
+                        }
+                        fh.write(orjson.dumps(pool_row) + b"\n")
+                result = pairs_import(project=project, path=path, source_name=f"import:{path.name}")
+        return result.message
 
     def _admin_password(self) -> str:
         """A random password, made once and kept in .local/ so each run can print it."""

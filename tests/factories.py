@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import uuid
+
 import factory
 from django.contrib.auth import get_user_model
 
-from annotation.models import Membership, Project
+from annotation.models import Candidate, Comparison, Judgement, Membership, Project, Prompt
 
 PASSWORD = "correct-horse-battery"
 
@@ -33,3 +35,30 @@ class MembershipFactory(factory.django.DjangoModelFactory):
     project = factory.SubFactory(ProjectFactory)
     user = factory.SubFactory(UserFactory)
     role = Membership.Role.ANNOTATOR
+
+
+def comparison_make(
+    project: Project, *, a: str = "first answer", b: str = "second answer", **fields
+) -> Comparison:
+    """A comparison with its own prompt and two text candidates."""
+    prompt = Prompt.objects.create(
+        project=project, content_hash=uuid.uuid4().hex, text=f"prompt {uuid.uuid4().hex[:6]}"
+    )
+    ca = Candidate.objects.create(prompt=prompt, content_hash="a", text=a)
+    cb = Candidate.objects.create(prompt=prompt, content_hash="b", text=b)
+    return Comparison.objects.create(
+        project=project, prompt=prompt, candidate_a=ca, candidate_b=cb, **fields
+    )
+
+
+def judgement_make(comparison: Comparison, user, choice: str, **fields) -> Judgement:
+    """A human judgement by `user`."""
+    return Judgement.objects.create(
+        comparison=comparison,
+        source_kind=Judgement.SourceKind.HUMAN,
+        user=user,
+        source_name=user.username,
+        choice=choice,
+        idempotency_key=uuid.uuid4().hex,
+        **fields,
+    )

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from django.urls import reverse
 
-from annotation.models import Candidate, Comparison, Judgement, Prompt
+from annotation.models import Comparison, Judgement
 from annotation.services.agreement import agreement_compute, project_agreement
 from tests.factories import PASSWORD, UserFactory
+from tests.factories import comparison_make as _comparison
+from tests.factories import judgement_make as _judge
 
 # Three annotators, four comparisons (1 = u1, 2 = u2, 3 = u3):
 #   c1: a a a    c2: b b a    c3: tie tie -    c4: - - b (nobody else: not pairable)
@@ -147,26 +149,6 @@ def test_gold_accuracy_is_none_without_gold_judgements():
 
 
 # ---------------------------------------------------------------- from the database
-
-
-def _comparison(project, **fields) -> Comparison:
-    prompt = Prompt.objects.create(project=project, content_hash=uuid.uuid4().hex, text="Q")
-    a = Candidate.objects.create(prompt=prompt, content_hash="a", text="first")
-    b = Candidate.objects.create(prompt=prompt, content_hash="b", text="second")
-    return Comparison.objects.create(
-        project=project, prompt=prompt, candidate_a=a, candidate_b=b, **fields
-    )
-
-
-def _judge(comparison, user, choice: str) -> Judgement:
-    return Judgement.objects.create(
-        comparison=comparison,
-        source_kind=Judgement.SourceKind.HUMAN,
-        user=user,
-        source_name=user.username,
-        choice=choice,
-        idempotency_key=uuid.uuid4().hex,
-    )
 
 
 @pytest.fixture

@@ -11,39 +11,18 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotation.forms import LabelResolveForm
-from annotation.models import Candidate, Comparison, Judgement, LabelResolution, Prompt
+from annotation.models import Judgement, LabelResolution
 from annotation.selectors import comparison_get_for_review
 from annotation.services.labels import comparison_labels_refresh
 from tests.factories import PASSWORD, MembershipFactory, UserFactory
+from tests.factories import comparison_make as _comparison
+from tests.factories import judgement_make as _judge
 
 pytestmark = pytest.mark.django_db
 
 
 def _login(client, user) -> None:
     assert client.login(username=user.username, password=PASSWORD)
-
-
-def _comparison(project, *, a: str = "first answer", b: str = "second answer", **fields):
-    prompt = Prompt.objects.create(
-        project=project, content_hash=uuid.uuid4().hex, text=f"prompt {uuid.uuid4().hex[:6]}"
-    )
-    ca = Candidate.objects.create(prompt=prompt, content_hash="a", text=a)
-    cb = Candidate.objects.create(prompt=prompt, content_hash="b", text=b)
-    return Comparison.objects.create(
-        project=project, prompt=prompt, candidate_a=ca, candidate_b=cb, **fields
-    )
-
-
-def _judge(comparison, user, choice: str, **fields) -> Judgement:
-    return Judgement.objects.create(
-        comparison=comparison,
-        source_kind=Judgement.SourceKind.HUMAN,
-        user=user,
-        source_name=user.username,
-        choice=choice,
-        idempotency_key=uuid.uuid4().hex,
-        **fields,
-    )
 
 
 @pytest.fixture

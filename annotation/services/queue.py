@@ -239,6 +239,8 @@ def judgement_submit(*, assignment: Assignment, annotator, answer: Answer) -> Ju
                 raise ApplicationError("Your time on this item ran out and others took it.")
         answer_validate(project=project, answer=answer)
         choice, aspects = answer_to_stored(answer=answer, order=assignment.presentation_order)
+        # A strength says how much better one side is: it means nothing on a tie or both-bad.
+        strength = answer.strength if choice in (Choice.A, Choice.B) else None
         judgement = Judgement.objects.create(
             comparison=comparison,
             source_kind=Judgement.SourceKind.HUMAN,
@@ -246,7 +248,7 @@ def judgement_submit(*, assignment: Assignment, annotator, answer: Answer) -> Ju
             source_name=annotator.get_username(),
             assignment=assignment,
             choice=choice,
-            strength=answer.strength,
+            strength=strength,
             aspects=aspects,
             rationale=answer.rationale,
             time_spent_ms=answer.time_spent_ms,

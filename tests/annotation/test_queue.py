@@ -238,3 +238,11 @@ def test_twenty_concurrent_annotators_never_share_a_slot(project, tmp_path):
     assert set(per_comparison.values()) == {3}
     assert set(Comparison.objects.values_list("human_judgement_count", flat=True)) == {3}
     assert not Comparison.objects.filter(status="pending").exists()
+
+
+@pytest.mark.django_db
+def test_a_tie_carries_no_strength(project, tmp_path, annotator):
+    _unlabelled(project, tmp_path, 1)
+    a = assignment_next_for(annotator=annotator, project=project)
+    j = judgement_submit(assignment=a, annotator=annotator, answer=Answer("tie", strength=2))
+    assert (j.choice, j.strength) == ("tie", None)

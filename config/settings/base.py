@@ -58,17 +58,27 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{LOCAL_DIR / 'db.sqlite3'}"),
-}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # The web server and the worker write to one file: WAL and immediate transactions
-    # keep them from failing with "database is locked".
-    DATABASES["default"]["OPTIONS"] = {
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-        "transaction_mode": "IMMEDIATE",
-        "timeout": 20,
-    }
+
+def database_from_env(default: str | None = None) -> dict:
+    """DATABASE_URL as Django's settings, tuned for the engine it names."""
+    db = env.db("DATABASE_URL", default=default) if default else env.db("DATABASE_URL")
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        # The web server and the worker write to one file: WAL and immediate transactions
+        # keep them from failing with "database is locked".
+        db["OPTIONS"] = {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+    else:
+        # Keep connections between requests: a new PostgreSQL connection per request (a
+        # new backend process) costs more than most of our requests.
+        db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+        db["CONN_HEALTH_CHECKS"] = True
+    return db
+
+
+DATABASES = {"default": database_from_env(f"sqlite:///{LOCAL_DIR / 'db.sqlite3'}")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

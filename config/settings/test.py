@@ -3,10 +3,10 @@
 import tempfile
 
 from config.settings.base import *  # noqa: F403
-from config.settings.base import DATABASES, env
+from config.settings.base import DATABASES, database_from_env, env
 
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="test-only-insecure-key")
-DATABASES["default"] = env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/prefdata")
+DATABASES["default"] = database_from_env("postgres://postgres@127.0.0.1:5432/prefdata")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/15")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ALLOWED_HOSTS = ["*"]

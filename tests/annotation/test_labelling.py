@@ -517,14 +517,15 @@ def test_controls_follow_the_label_schema(client, project, annotator, tmp_path):
     assert '<option value="6">' not in html
     assert 'name="rationale"' not in html
 
-    # With the rationale off, one posted anyway is not stored.
+    # With the rationale off, one posted anyway is not stored; nor is a strength on
+    # "both bad" (it says how much better one side is).
     client.post(
         _submit(project, _leased(annotator)),
         {"choice": "both_bad", "strength": "1", "rationale": "ignored"},
         headers=HX,
     )
     judgement = Judgement.objects.get()
-    assert (judgement.choice, judgement.strength, judgement.rationale) == ("both_bad", 1, "")
+    assert (judgement.choice, judgement.strength, judgement.rationale) == ("both_bad", None, "")
 
 
 def test_texts_are_markdown_and_conversations_are_turns(client, project, annotator, tmp_path):

@@ -81,6 +81,11 @@ def database_from_env(default: str | None = None) -> dict:
 DATABASES = {"default": database_from_env(f"sqlite:///{LOCAL_DIR / 'db.sqlite3'}")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# A process-local cache by default; CACHE_URL=redis://... shares it between processes and
+# machines. Sessions are read from it first, the database only on a miss.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -9,6 +9,8 @@ from annotation.models import (
     Membership,
     Project,
     Prompt,
+    RankingAssignment,
+    RankingJudgement,
 )
 
 
@@ -49,7 +51,7 @@ class ComparisonAdmin(admin.ModelAdmin):
 class JudgementAdmin(admin.ModelAdmin):
     list_display = ["id", "comparison", "source_kind", "source_name", "choice", "created_at"]
     list_filter = ["source_kind"]
-    raw_id_fields = ["comparison", "user", "assignment"]
+    raw_id_fields = ["comparison", "user", "assignment", "ranking_judgement"]
 
 
 @admin.register(Assignment)
@@ -62,3 +64,15 @@ class AssignmentAdmin(admin.ModelAdmin):
 class ImportJobAdmin(admin.ModelAdmin):
     list_display = ["id", "project", "original_name", "status", "rows_done", "rows_total"]
     list_filter = ["status"]
+
+
+@admin.register(RankingAssignment)
+class RankingAssignmentAdmin(admin.ModelAdmin):
+    list_display = ["id", "ranking", "annotator", "state", "leased_until"]
+    raw_id_fields = ["ranking", "annotator"]
+
+
+@admin.register(RankingJudgement)
+class RankingJudgementAdmin(admin.ModelAdmin):
+    list_display = ["id", "ranking", "user", "order", "created_at"]
+    raw_id_fields = ["ranking", "user", "assignment"]

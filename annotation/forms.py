@@ -260,3 +260,25 @@ class SkipForm(forms.Form):
     TOO_LONG = "Keep the reason for skipping under 500 characters."
 
     reason = forms.CharField(required=False, max_length=500)
+
+
+class RankingForm(forms.Form):
+    """A ranking as the page posts it: tie groups of candidate ids, best first, as JSON.
+    The form checks the shape only; the ranking service checks it against the item and the
+    project's schema."""
+
+    ORDER_MESSAGE = "Order the candidates, best first."
+
+    order = forms.JSONField(
+        widget=forms.HiddenInput,
+        error_messages={"required": ORDER_MESSAGE, "invalid": ORDER_MESSAGE},
+    )
+    time_spent_ms = forms.IntegerField(
+        required=False, min_value=0, max_value=2_000_000_000, widget=forms.HiddenInput
+    )
+
+    def clean_order(self) -> list[list[int]]:
+        order = self.cleaned_data["order"]
+        if not isinstance(order, list) or not all(isinstance(g, list) for g in order):
+            raise forms.ValidationError(self.ORDER_MESSAGE)
+        return order

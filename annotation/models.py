@@ -340,6 +340,15 @@ class Judgement(models.Model):
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
     presentation_order = models.CharField(max_length=2, blank=True)
     label_schema_version = models.PositiveIntegerField(default=1)
+    # Set on the pairs a submitted ranking implies (annotation/services/ranking.py): the
+    # ranking is the annotator's answer, these rows are what training and export read.
+    ranking_judgement = models.ForeignKey(
+        "RankingJudgement",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="pair_judgements",
+    )
     # Retries, double clicks and re-imports carry the same key and make no second row.
     # A UniqueConstraint rather than unique=True: no second (LIKE) index on PostgreSQL.
     idempotency_key = models.CharField(max_length=64)
@@ -370,6 +379,80 @@ class Judgement(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source_name}: {self.choice} on #{self.comparison_id}"
+
+
+class RankingAssignment(models.Model):
+    """A lease of a whole Ranking to one annotator (ranking mode).
+
+    A model of its own rather than a nullable ranking FK on Assignment: Assignment's
+    comparison FK, left/right presentation order, unique (comparison, annotator) and the
+    pairwise queue's SQL all assume one comparison per row, and every one of them would
+    need an "unless it is a ranking" branch. Same states and lease rules as Assignment."""
+
+    ranking = models.ForeignKey(Ranking, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ranking_assignments"
+    )
+    key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    state = models.CharField(
+        max_length=10, choices=Assignment.State.choices, default=Assignment.State.LEASED
+    )
+    leased_until = models.DateTimeField()
+    # Candidate ids in the (shuffled) order the annotator first sees them.
+    presentation_order = models.JSONField(default=list)
+    skip_reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["ranking", "annotator"], name="rankingassignment_unique_annotator"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["annotator", "state"], name="rankassign_annotator_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"ranking assignment #{self.pk} ({self.state})"
+
+
+class RankingJudgement(models.Model):
+    """A submitted ranking, as given: tie groups of candidate ids, best first, e.g.
+    [[12], [15, 9], [20]]. With top_k, candidates left out are unranked (below the rest,
+    with no order among themselves). Its pairs are Judgement rows (pair_judgements)."""
+
+    ranking = models.ForeignKey(Ranking, on_delete=models.CASCADE, related_name="judgements")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ranking_judgements"
+    )
+    assignment = models.OneToOneField(
+        RankingAssignment,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="judgement",
+    )
+    order = models.JSONField()
+    top_k = models.PositiveSmallIntegerField(null=True, blank=True)
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    label_schema_version = models.PositiveIntegerField(default=1)
+    idempotency_key = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["idempotency_key"], name="rankingjudgement_idempotency"
+            ),
+            models.UniqueConstraint(
+                fields=["ranking", "user"], name="rankingjudgement_one_per_user"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.order} on ranking #{self.ranking_id}"
 
 
 class LabelResolution(models.Model):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotation.views import data, labelling, people, review
+from annotation.views import data, labelling, people, ranking, review
 
 app_name = "annotation"
 urlpatterns = [
@@ -40,4 +40,6 @@ urlpatterns = [
         name="label_submit",
     ),
     path("projects/<slug:slug>/label/<uuid:key>/skip/", labelling.label_skip, name="label_skip"),
+    path("projects/<slug:slug>/rank/<uuid:key>/submit/", ranking.rank_submit, name="rank_submit"),
+    path("projects/<slug:slug>/rank/<uuid:key>/skip/", ranking.rank_skip, name="rank_skip"),
 ]

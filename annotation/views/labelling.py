@@ -33,6 +33,8 @@ from annotation.services.queue import (
     judgement_submit,
     judgement_undo_last,
 )
+from annotation.services.ranking import ranking_mode
+from annotation.views.ranking import rank_page
 
 PAGE = "annotation/label.html"
 
@@ -81,6 +83,8 @@ def _next_pair(request: HttpRequest, project: Project) -> HttpResponse:
 @require_GET
 def label(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_get_for(user=request.user, slug=slug)
+    if ranking_mode(project):
+        return rank_page(request, project)
     shown = None
     if "prefetch" in request.GET:
         # The pair after the one on screen (?prefetch=<its key>), leased now so that it can

@@ -18,6 +18,10 @@ from django.conf import settings
 from annotation.models import Membership
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 
+# Models load from their packages, never from the hub; the worker subprocess inherits these.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
 ROOT = Path(__file__).resolve().parent.parent
 HH_SAMPLE = ROOT.parent / "shared" / "data" / "hh-rlhf-harmless-sample.jsonl.gz"
 

@@ -35,6 +35,7 @@ from annotation.models import (
 )
 from annotation.services.bulk import rows_insert
 from annotation.services.labels import comparison_labels_refresh
+from annotation.signals import pairs_imported
 
 MAX_REPORTED_ERRORS = 100
 IMPORT_JOB_LOCK = 0x1D0B  # advisory lock class for import jobs
@@ -98,6 +99,9 @@ def pairs_import(
         del records
     result.format = fmt
     result.seconds = time.perf_counter() - started
+    # Other apps (scoring embeds the new texts) hear of it once the rows are committed.
+    project_id = project.id
+    transaction.on_commit(lambda: pairs_imported.send(sender=Project, project_id=project_id))
     return result
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 LOCAL_DIR = BASE_DIR / ".local"  # state of the zero-setup run (SQLite db, broker, media)
@@ -26,6 +27,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "annotation",
+    "scoring",
 ]
 
 MIDDLEWARE = [
@@ -130,6 +132,16 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=2 *
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# Where the encoders and reward models run: "cuda" sends scoring tasks to the "gpu" queue.
+SCORING_DEVICE = env.str("SCORING_DEVICE", default="cpu")
+if SCORING_DEVICE not in ("cpu", "cuda"):
+    raise ImproperlyConfigured(f"SCORING_DEVICE must be 'cpu' or 'cuda', not '{SCORING_DEVICE}'")
+CELERY_TASK_ROUTES = {
+    "scoring.tasks.embeddings_compute_task": {
+        "queue": "gpu" if SCORING_DEVICE == "cuda" else "cpu"
+    },
+}
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,7 @@
+"""Signals other apps listen to; annotation itself never imports them (apps depend one way:
+curation -> scoring -> annotation)."""
+
+from django.dispatch import Signal
+
+# Sent after an import's transaction has committed, with `project_id`.
+pairs_imported = Signal()

@@ -1,0 +1,27 @@
+from django.contrib import admin
+
+from scoring.models import Embedding, ModelVersion, Score
+
+
+@admin.register(Embedding)
+class EmbeddingAdmin(admin.ModelAdmin):
+    list_display = ["content_hash", "encoder", "dim", "dtype", "created_at"]
+    list_filter = ["encoder", "dtype"]
+    search_fields = ["content_hash"]
+    exclude = ["vector"]
+    show_full_result_count = False
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "kind", "status", "is_active", "created_at", "finished_at"]
+    list_filter = ["kind", "status", "is_active"]
+    list_select_related = ["project"]
+
+
+@admin.register(Score)
+class ScoreAdmin(admin.ModelAdmin):
+    list_display = ["comparison", "model_version", "p_a", "spread"]
+    list_select_related = ["model_version"]
+    raw_id_fields = ["comparison", "model_version"]
+    show_full_result_count = False

@@ -1,0 +1,102 @@
+"""Reads of the embedding store."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from django.db import connection
+from django.db.models import Exists, OuterRef
+
+from annotation.exceptions import ApplicationError
+from annotation.models import Candidate, Project, Prompt
+from scoring.encoders import Encoder
+from scoring.models import Embedding
+
+LOAD_BATCH = 50_000
+
+
+class EmbeddingsMissing(ApplicationError):
+    """Some contents have no vector for the encoder yet (the embedding task has not run)."""
+
+
+def embeddings_missing(
+    *, project: Project, encoder: Encoder, limit: int | None = None
+) -> list[tuple[str, str]]:
+    """(content hash, text) of the project's prompts and text candidates that have no
+    Embedding for `encoder` yet, each hash once. One query (an anti-join per table)."""
+    has_vector = Exists(
+        Embedding.objects.filter(content_hash=OuterRef("content_hash"), encoder=encoder.version)
+    )
+    prompts = (
+        Prompt.objects.filter(project=project)
+        .filter(~has_vector)
+        .values_list("content_hash", "text")
+        .order_by()
+    )
+    candidates = (
+        Candidate.objects.filter(prompt__project=project, kind=Candidate.Kind.TEXT)
+        .filter(~has_vector)
+        .values_list("content_hash", "text")
+        .order_by()
+    )
+    query = prompts.union(candidates)  # UNION, not ALL: a text shared by rows comes once
+    rows = query[:limit] if limit is not None else query
+    # Equal hashes mean equal content; a prompt and a candidate may still carry the same
+    # hash with their own text (a flattened conversation): keep the first.
+    return list(dict(rows).items())
+
+
+def embeddings_load(
+    *, content_hashes: Sequence[str], encoder: Encoder, allow_missing: bool = False
+) -> np.ndarray:
+    """A (len(content_hashes), dim) float32 matrix, row i the vector of content_hashes[i].
+
+    One query per LOAD_BATCH hashes. A hash with no vector raises EmbeddingsMissing, or
+    gives a row of NaN with allow_missing=True."""
+    unique = list(dict.fromkeys(content_hashes))
+    where = {h: i for i, h in enumerate(unique)}
+    out = np.full((len(unique), encoder.dim), np.nan, dtype=np.float32)
+    found = np.zeros(len(unique), dtype=bool)
+    for start in range(0, len(unique), LOAD_BATCH):
+        batch = unique[start : start + LOAD_BATCH]
+        for dtype, hashes, vectors in _vectors_fetch(batch, encoder.version):
+            rows = np.fromiter((where[h] for h in hashes), dtype=np.int64, count=len(hashes))
+            matrix = np.frombuffer(b"".join(vectors), dtype=np.dtype(dtype).newbyteorder("<"))
+            out[rows] = matrix.reshape(len(hashes), encoder.dim)
+            found[rows] = True
+    if not allow_missing and not found.all():
+        missing = int((~found).sum())
+        raise EmbeddingsMissing(
+            f"{missing:,} of {len(unique):,} contents have no {encoder.version} vector yet; "
+            "wait for the embedding task to finish."
+        )
+    if len(unique) == len(content_hashes):
+        return out
+    return out[np.fromiter((where[h] for h in content_hashes), dtype=np.int64)]
+
+
+def _vectors_fetch(
+    hashes: list[str], encoder_version: str
+) -> list[tuple[str, list[str], list[bytes]]]:
+    """[(dtype, hashes, vector bytes)] per stored dtype, in one query."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT dtype, content_hash, vector FROM {Embedding._meta.db_table} "
+                "WHERE encoder = %s AND content_hash = ANY(%s::text[])",
+                [encoder_version, hashes],
+            )
+            rows = cursor.fetchall()
+    else:
+        rows = list(
+            Embedding.objects.filter(encoder=encoder_version, content_hash__in=hashes).values_list(
+                "dtype", "content_hash", "vector"
+            )
+        )
+    groups: dict[str, tuple[list[str], list[bytes]]] = {}
+    for dtype, content_hash, vector in rows:
+        hs, vs = groups.setdefault(dtype, ([], []))
+        hs.append(content_hash)
+        vs.append(bytes(vector))
+    return [(dtype, hs, vs) for dtype, (hs, vs) in groups.items()]

@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from scoring.train import (
+    Cancelled,
+    PairArrays,
+    TrainConfig,
+    ensemble_load,
+    ensemble_save,
+    ensemble_score,
+    stable_split,
+    train_ensemble,
+)
+
+DIM = 16
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _separable_pairs(n: int, seed: int) -> PairArrays:
+    """The better response is the one further along a fixed direction."""
+    rng = np.random.default_rng(seed)
+    direction = _unit(np.ones((1, DIM)))[0]
+    prompt = _unit(rng.normal(size=(n, DIM)))
+    a, b = _unit(rng.normal(size=(n, DIM))), _unit(rng.normal(size=(n, DIM)))
+    a_wins = (a @ direction > b @ direction)[:, None]
+    return PairArrays(
+        prompt=prompt,
+        chosen=np.where(a_wins, a, b),
+        rejected=np.where(a_wins, b, a),
+        chosen_len=rng.integers(1, 100, n),
+        rejected_len=rng.integers(1, 100, n),
+        sources=rng.choice(["human", "ai"], n).tolist(),
+    )
+
+
+def _config(**overrides) -> TrainConfig:
+    options = {"members": 3, "epochs": 4, "batch_size": 64, "lr": 1e-2, "hidden": 32}
+    return TrainConfig(**(options | overrides))
+
+
+@pytest.mark.parametrize("head", ["linear", "mlp"])
+def test_training_lowers_the_loss_and_records_metrics(head, tmp_path):
+    calls = []
+    result = train_ensemble(
+        _config(head=head),
+        _separable_pairs(1024, seed=0),
+        _separable_pairs(256, seed=1),
+        progress=lambda done, total, loss: calls.append((done, total, loss)),
+    )
+
+    history = result.loss_history
+    assert np.mean(history[-5:]) < 0.8 * np.mean(history[:5])
+    assert result.metrics["eval_accuracy"] > 0.9
+    assert result.metrics["eval_ece"] is not None
+    assert result.metrics["eval_margin"] > 0
+    assert result.metrics["eval_accuracy_human"] > 0.8
+    assert "eval_length_corr" in result.metrics
+    assert result.config["head"] == head
+    assert calls[-1][:2] == (64, 64)  # 4 epochs x 16 steps
+    assert [c[0] for c in calls] == sorted({c[0] for c in calls})
+
+    path = tmp_path / "ensemble.pt"
+    ensemble_save(result, path)
+    assert path.stat().st_size > 0
+
+
+def test_save_load_round_trip_gives_the_same_scores():
+    pairs = _separable_pairs(300, seed=2)
+    result = train_ensemble(_config(epochs=1), pairs)
+    buffer = io.BytesIO()
+
+    ensemble_save(result, buffer)
+    buffer.seek(0)
+    loaded = ensemble_load(buffer)
+
+    before = ensemble_score(result.ensemble, pairs.prompt, pairs.chosen, pairs.rejected)
+    after = ensemble_score(loaded, pairs.prompt, pairs.chosen, pairs.rejected, batch_size=7)
+    np.testing.assert_allclose(after[0], before[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(after[1], before[1], rtol=1e-5, atol=1e-6)
+    assert loaded.config == result.config
+    assert loaded.metrics == result.metrics
+
+
+def test_scores_are_probabilities_with_spread_and_swap_symmetry():
+    pairs = _separable_pairs(200, seed=3)
+    ensemble = train_ensemble(_config(epochs=1), pairs).ensemble
+
+    p_ab, std = ensemble_score(ensemble, pairs.prompt, pairs.chosen, pairs.rejected)
+    p_ba, _ = ensemble_score(ensemble, pairs.prompt, pairs.rejected, pairs.chosen)
+
+    assert p_ab.shape == std.shape == (200,)
+    assert ((p_ab > 0) & (p_ab < 1)).all()
+    assert (std > 0).any()
+    np.testing.assert_allclose(p_ab + p_ba, 1.0, atol=1e-5)
+
+
+def test_should_stop_cancels_training():
+    seen = []
+
+    with pytest.raises(Cancelled):
+        train_ensemble(
+            _config(progress_every=2),
+            _separable_pairs(512, seed=4),
+            progress=lambda done, total, loss: seen.append(done),
+            should_stop=lambda: len(seen) >= 2,
+        )
+
+    assert seen == [2, 4]
+
+
+def test_training_leaves_the_global_rng_alone_and_is_reproducible():
+    pairs = _separable_pairs(256, seed=5)
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+
+    first = train_ensemble(_config(epochs=1), pairs)
+
+    assert torch.equal(torch.rand(1), expected_next)
+    assert first.loss_history == train_ensemble(_config(epochs=1), pairs).loss_history
+
+
+def test_config_validates_and_round_trips():
+    config = TrainConfig(head="linear", members=2)
+
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    assert set(TrainConfig.help_texts()) == set(config.to_dict())
+    with pytest.raises(ValueError, match="head must be one of"):
+        TrainConfig(head="tree")
+    with pytest.raises(ValueError, match="unknown training option"):
+        TrainConfig.from_dict({"heads": "mlp"})
+
+
+def test_stable_split_keeps_each_key_on_its_side():
+    keys = [f"pair-{i}" for i in range(2000)]
+
+    train_idx, eval_idx = stable_split(keys, eval_fraction=0.2)
+    shuffled = keys[::-1] + ["pair-new"]
+    _, eval_again = stable_split(shuffled, eval_fraction=0.2)
+
+    assert sorted(np.concatenate([train_idx, eval_idx]).tolist()) == list(range(2000))
+    assert 0.15 < len(eval_idx) / 2000 < 0.25
+    assert {keys[i] for i in eval_idx} == {shuffled[i] for i in eval_again} - {"pair-new"}

@@ -3,7 +3,8 @@ from __future__ import annotations
 from celery import shared_task
 
 from annotation.models import Project
-from scoring.services import embeddings_compute_project
+from scoring.models import ModelVersion
+from scoring.services import embeddings_compute_project, model_version_train, scores_compute
 
 
 # Routed to the "gpu" queue when SCORING_DEVICE=cuda (CELERY_TASK_ROUTES in settings).
@@ -13,3 +14,22 @@ def embeddings_compute_task(project_id: int) -> int:
     if project is None:  # deleted since the import
         return 0
     return embeddings_compute_project(project=project)
+
+
+@shared_task(acks_late=True)
+def model_version_train_task(version_id: int) -> str | None:
+    """Train a queued run; the service marks it failed (with the reason) on error."""
+    version = ModelVersion.objects.filter(pk=version_id).first()
+    if version is None:  # deleted since it was queued
+        return None
+    return model_version_train(version=version).status
+
+
+@shared_task(acks_late=True)
+def scores_compute_task(version_id: int) -> int:
+    version = ModelVersion.objects.filter(
+        pk=version_id, status=ModelVersion.Status.SUCCEEDED
+    ).first()
+    if version is None:  # deleted, or not (yet) trained
+        return 0
+    return scores_compute(version=version)

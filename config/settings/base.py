@@ -141,6 +141,9 @@ CELERY_TASK_ROUTES = {
     "scoring.tasks.embeddings_compute_task": {
         "queue": "gpu" if SCORING_DEVICE == "cuda" else "cpu"
     },
+    # Heads on embeddings train and score on CPU workers whatever the embedding device.
+    "scoring.tasks.model_version_train_task": {"queue": "cpu"},
+    "scoring.tasks.scores_compute_task": {"queue": "cpu"},
 }
 
 LOGGING = {

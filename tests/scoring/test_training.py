@@ -111,6 +111,37 @@ def test_finished_run_is_not_trained_again(labelled):
 
 
 @pytest.mark.django_db
+def test_a_run_left_running_by_a_killed_worker_trains_again(labelled):
+    """What a worker killed mid-training leaves: a row marked running, nothing registered.
+    The re-delivered task (acks_late, reject_on_worker_lost) trains it from the start."""
+    version = model_version_train_start(project=labelled, config=CONFIG, enqueue=False)
+    ModelVersion.objects.filter(pk=version.pk).update(status="running", progress_done=7)
+    assert not ModelVersion.objects.filter(project=labelled, is_active=True).exists()
+
+    done = model_version_train(version=version)
+
+    assert (done.status, done.is_active) == ("succeeded", True)
+    assert ensemble_load(io.BytesIO(done.artifact.read())) is not None
+
+
+@pytest.mark.django_db
+def test_a_run_another_worker_holds_is_left_alone(labelled):
+    from django.db import connections
+
+    version = model_version_train_start(project=labelled, config=CONFIG, enqueue=False)
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_lock(%s, %s)", [services.MODEL_VERSION_LOCK, version.pk]
+            )
+        left = model_version_train(version=version)
+    finally:
+        other.close()
+    assert (left.status, left.is_active) == ("queued", False)
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("config", [{"members": 0}, {"nope": 1}, {"lr": "fast"}])
 def test_bad_config_is_refused_and_makes_no_row(labelled, config):
     with pytest.raises(ApplicationError, match="Bad training options"):

@@ -13,4 +13,5 @@ urlpatterns = [
         name="password_change_done",
     ),
     path("", include("annotation.urls")),
+    path("", include("scoring.urls")),
 ]

@@ -7,11 +7,12 @@ from collections.abc import Sequence
 import numpy as np
 from django.db import connection
 from django.db.models import Exists, OuterRef
+from django.http import Http404
 
 from annotation.exceptions import ApplicationError
 from annotation.models import Candidate, Project, Prompt
 from scoring.encoders import Encoder
-from scoring.models import Embedding
+from scoring.models import Embedding, ModelVersion
 
 LOAD_BATCH = 50_000
 
@@ -100,3 +101,40 @@ def _vectors_fetch(
         hs.append(content_hash)
         vs.append(bytes(vector))
     return [(dtype, hs, vs) for dtype, (hs, vs) in groups.items()]
+
+
+# ---------------------------------------------------------------- model versions
+
+# (metrics key, label) in the order the models page shows them.
+MODEL_VERSION_METRICS = (
+    ("eval_accuracy", "Accuracy"),
+    ("eval_log_loss", "Log loss"),
+    ("eval_ece", "ECE"),
+    ("eval_accuracy_human", "Accuracy (human labels)"),
+    ("eval_accuracy_import", "Accuracy (imported labels)"),
+    ("eval_accuracy_ai", "Accuracy (AI labels)"),
+    ("eval_accuracy_chosen_longer", "Accuracy (chosen longer)"),
+    ("eval_accuracy_chosen_shorter", "Accuracy (chosen shorter)"),
+    ("eval_length_corr", "Reward-length correlation"),
+)
+
+
+def model_version_list(*, project: Project) -> list[ModelVersion]:
+    """The project's model versions, newest first, each with `metric_rows`: (label, value or
+    None) in MODEL_VERSION_METRICS order."""
+    versions = list(
+        ModelVersion.objects.filter(project=project).order_by("-created_at", "-id").defer("config")
+    )
+    for version in versions:
+        version.metric_rows = [
+            (label, (version.metrics or {}).get(key)) for key, label in MODEL_VERSION_METRICS
+        ]
+    return versions
+
+
+def model_version_get(*, project: Project, version_id: int) -> ModelVersion:
+    """The project's version `version_id`; Http404 for another project's or a missing one."""
+    version = ModelVersion.objects.filter(project=project, pk=version_id).first()
+    if version is None:
+        raise Http404("No such model version.")
+    return version

@@ -5,8 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import numpy as np
 from django.conf import settings
@@ -18,6 +17,7 @@ from django.utils import timezone
 
 from annotation.exceptions import ApplicationError
 from annotation.models import Candidate, Choice, Comparison, Judgement, Project
+from annotation.services.locks import advisory_lock_try
 from scoring.encoders import Encoder, encoder_for
 from scoring.models import Embedding, ModelVersion, Score
 from scoring.selectors import embeddings_load, embeddings_missing
@@ -173,7 +173,7 @@ def model_version_train(*, version: ModelVersion) -> ModelVersion:
     """Run a queued training run. Idempotent: a finished run is left as it is, and one that
     another worker holds is left to it. A run marked running whose worker died (the task is
     delivered again) runs again from the start: nothing it did was made active."""
-    with _version_lock(version.pk) as locked:
+    with advisory_lock_try(MODEL_VERSION_LOCK, version.pk) as locked:
         claimed = locked and ModelVersion.objects.filter(
             pk=version.pk,
             status__in=[ModelVersion.Status.QUEUED, ModelVersion.Status.RUNNING],
@@ -189,26 +189,6 @@ def model_version_train(*, version: ModelVersion) -> ModelVersion:
             _model_version_execute(version.pk)
     version.refresh_from_db()
     return version
-
-
-@contextmanager
-def _version_lock(version_id: int) -> Iterator[bool]:
-    """A PostgreSQL advisory lock per run, held by the worker that trains it and released by
-    PostgreSQL if that worker dies. SQLite (the single local worker) needs none."""
-    if connection.vendor != "postgresql":
-        yield True
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [MODEL_VERSION_LOCK, version_id])
-        (locked,) = cursor.fetchone()
-    try:
-        yield locked
-    finally:
-        if locked:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT pg_advisory_unlock(%s, %s)", [MODEL_VERSION_LOCK, version_id]
-                )
 
 
 def _model_version_execute(version_id: int) -> None:

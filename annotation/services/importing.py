@@ -35,6 +35,7 @@ from annotation.models import (
 )
 from annotation.services.bulk import rows_insert
 from annotation.services.labels import comparison_labels_refresh
+from annotation.services.locks import advisory_lock_try
 from annotation.signals import pairs_imported
 
 MAX_REPORTED_ERRORS = 100
@@ -520,7 +521,7 @@ def import_job_run(*, job: ImportJob) -> ImportJob:
     worker is running is left to it. A job marked running whose worker died (the task is
     delivered again) runs again from the start: its import wrote nothing, being one
     transaction that never committed."""
-    with _job_lock(job.pk) as locked:
+    with advisory_lock_try(IMPORT_JOB_LOCK, job.pk) as locked:
         claimed = locked and ImportJob.objects.filter(
             pk=job.pk, status__in=[ImportJob.Status.QUEUED, ImportJob.Status.RUNNING]
         ).update(status=ImportJob.Status.RUNNING, started_at=timezone.now(), phase="reading")
@@ -528,24 +529,6 @@ def import_job_run(*, job: ImportJob) -> ImportJob:
             _import_job_execute(job)
     job.refresh_from_db()
     return job
-
-
-@contextmanager
-def _job_lock(job_id: int) -> Iterator[bool]:
-    """A PostgreSQL advisory lock per job, held by the worker that runs it; released by
-    PostgreSQL if that worker dies. SQLite (the single local worker) needs none."""
-    if not _postgres():
-        yield True
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [IMPORT_JOB_LOCK, job_id])
-        (locked,) = cursor.fetchone()
-    try:
-        yield locked
-    finally:
-        if locked:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [IMPORT_JOB_LOCK, job_id])
 
 
 def _import_job_execute(job: ImportJob) -> None:

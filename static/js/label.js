@@ -8,6 +8,8 @@
 (() => {
   "use strict";
 
+  const { closeSheets, toggleSheet, toast, openSkip, closeSkip } = window.labelPage;
+
   // Keys typed here are text, not shortcuts (Escape aside).
   const TYPING =
     "textarea, select, input:not([type=radio]):not([type=checkbox]):not([type=submit]):not([type=button]):not([type=hidden])";
@@ -19,7 +21,6 @@
   let queue = Promise.resolve();
   let queued = 0;
   let saving = 0;
-  let toastTimer = 0;
 
   const pair = () => document.getElementById("pair");
   const prefetchBox = () => document.getElementById("prefetch");
@@ -240,46 +241,8 @@
     );
   }
 
-  function openSkip(form) {
-    form.classList.add("open");
-    form.elements.reason.focus();
-  }
-
-  function closeSkip(form) {
-    form.classList.remove("open");
-    if (form.contains(document.activeElement)) document.activeElement.blur();
-  }
-
   function submitPair() {
     pair()?.querySelector(".label-form")?.requestSubmit();
-  }
-
-  // ------------------------------------------------------------------ sheets and toasts
-
-  function toggleSheet(id) {
-    const sheet = document.getElementById(id);
-    if (!sheet) return;
-    if (sheet.open) {
-      sheet.close();
-    } else {
-      closeSheets();
-      sheet.show(); // not modal: the page stays usable and focus is never held
-    }
-  }
-
-  function closeSheets() {
-    for (const sheet of document.querySelectorAll("dialog[open]")) sheet.close();
-  }
-
-  function toast(message) {
-    const el = document.getElementById("toast");
-    if (!el || !message) return;
-    el.textContent = message;
-    el.hidden = false;
-    clearTimeout(toastTimer);
-    toastTimer = setTimeout(() => {
-      el.hidden = true;
-    }, 6000);
   }
 
   // ------------------------------------------------------------------ listeners

@@ -9,11 +9,12 @@
 (() => {
   "use strict";
 
+  const { closeSheets, toggleSheet, toast, openSkip, closeSkip } = window.labelPage;
+
   const TYPING = "textarea, select, input:not([type=hidden]):not([type=submit]):not([type=button])";
 
   let shownAt = performance.now();
   let pending = 0;
-  let toastTimer = 0;
   let dragged = null;
 
   const section = () => document.getElementById("ranking");
@@ -155,44 +156,6 @@
     render();
     form.elements.time_spent_ms.value = String(Math.round(performance.now() - shownAt));
     post(form);
-  }
-
-  function openSkip(form) {
-    form.classList.add("open");
-    form.elements.reason.focus();
-  }
-
-  function closeSkip(form) {
-    form.classList.remove("open");
-    if (form.contains(document.activeElement)) document.activeElement.blur();
-  }
-
-  // ------------------------------------------------------------------ sheets and toasts
-
-  function toggleSheet(id) {
-    const sheet = document.getElementById(id);
-    if (!sheet) return;
-    if (sheet.open) {
-      sheet.close();
-    } else {
-      closeSheets();
-      sheet.show();
-    }
-  }
-
-  function closeSheets() {
-    for (const sheet of document.querySelectorAll("dialog[open]")) sheet.close();
-  }
-
-  function toast(message) {
-    const el = document.getElementById("toast");
-    if (!el || !message) return;
-    el.textContent = message;
-    el.hidden = false;
-    clearTimeout(toastTimer);
-    toastTimer = setTimeout(() => {
-      el.hidden = true;
-    }, 6000);
   }
 
   // ------------------------------------------------------------------ listeners

@@ -40,6 +40,21 @@ class Project(models.Model):
     human_budget = models.PositiveIntegerField(
         null=True, blank=True, help_text="Human judgements allowed; empty means no limit."
     )
+    human_budget_fraction = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Share of the project's comparisons that may go to humans (0-1); "
+        "empty means no limit. With human_budget too, the smaller one holds.",
+    )
+    # Scoring (the scoring app reads these; annotation itself never trains anything).
+    auto_train_every = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Train a new reward model after this many new labels; empty: only by hand.",
+    )
+    ensemble_members = models.PositiveSmallIntegerField(
+        default=5, help_text="Reward-model heads per ensemble (M)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -49,6 +64,19 @@ class Project(models.Model):
             models.CheckConstraint(
                 condition=Q(gold_ratio__gte=0) & Q(gold_ratio__lte=1),
                 name="project_gold_ratio_0_1",
+            ),
+            models.CheckConstraint(
+                condition=Q(human_budget_fraction__isnull=True)
+                | (Q(human_budget_fraction__gte=0) & Q(human_budget_fraction__lte=1)),
+                name="project_budget_fraction_0_1",
+            ),
+            models.CheckConstraint(
+                condition=Q(ensemble_members__gte=1) & Q(ensemble_members__lte=32),
+                name="project_ensemble_members_1_32",
+            ),
+            models.CheckConstraint(
+                condition=Q(auto_train_every__isnull=True) | Q(auto_train_every__gte=1),
+                name="project_auto_train_every_min_1",
             ),
         ]
 
@@ -85,6 +113,9 @@ class Membership(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
     )
     role = models.CharField(max_length=12, choices=Role.choices, default=Role.ANNOTATOR)
+    # The annotator's weight in label aggregation (curation's reliability estimate, e.g.
+    # Dawid-Skene); NULL: not estimated yet, counts as 1.
+    reliability = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -223,6 +254,8 @@ class Comparison(models.Model):
     label = models.CharField(max_length=8, choices=Choice.choices, null=True, blank=True)  # noqa: DJ001
     label_confidence = models.FloatField(null=True, blank=True)
     label_margin = models.FloatField(null=True, blank=True)
+    # Dropped from exports and training by curation (curation app; audited there).
+    excluded = models.BooleanField(default=False)
     is_gold = models.BooleanField(default=False)
     gold_label = models.CharField(max_length=8, choices=Choice.choices, null=True, blank=True)  # noqa: DJ001
     metadata = models.JSONField(default=dict, blank=True)

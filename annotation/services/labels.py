@@ -9,7 +9,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
+from django.db import transaction
+
 from annotation.models import Comparison, Judgement
+from annotation.signals import labels_changed
 
 
 def comparison_labels_refresh(*, comparison_ids: Iterable[int]) -> int:
@@ -25,7 +28,9 @@ def comparison_labels_refresh(*, comparison_ids: Iterable[int]) -> int:
             margins[cid].append(margin)
     updated = []
     # A reviewer's resolution (LabelResolution) is final: later judgements leave it be.
-    for comparison in Comparison.objects.filter(id__in=ids, resolutions__isnull=True).only("id"):
+    for comparison in Comparison.objects.filter(id__in=ids, resolutions__isnull=True).only(
+        "id", "project_id"
+    ):
         votes = weights.get(comparison.id)
         if votes:
             choice, top = max(votes.items(), key=lambda kv: (kv[1], kv[0]))
@@ -44,4 +49,9 @@ def comparison_labels_refresh(*, comparison_ids: Iterable[int]) -> int:
     Comparison.objects.bulk_update(
         updated, ["label", "label_confidence", "label_margin", "status"], batch_size=1000
     )
+    if updated:
+        project_ids = {c.project_id for c in updated}
+        transaction.on_commit(
+            lambda: labels_changed.send(sender=Comparison, project_ids=project_ids)
+        )
     return len(updated)

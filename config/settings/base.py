@@ -28,6 +28,8 @@ INSTALLED_APPS = [
     "template_partials",
     "annotation",
     "scoring",
+    "curation",
+    "curation.routing",
 ]
 
 MIDDLEWARE = [

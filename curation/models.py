@@ -1,0 +1,1 @@
+"""Curation: noise flags on comparisons and the audited, reversible actions taken on them."""

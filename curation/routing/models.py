@@ -1,0 +1,1 @@
+"""Routing: AI annotators and the per-comparison human/AI routing decisions."""

@@ -14,4 +14,5 @@ urlpatterns = [
     ),
     path("", include("annotation.urls")),
     path("", include("scoring.urls")),
+    path("", include("curation.urls")),
 ]

@@ -1,4 +1,6 @@
-"""Exporting labelled pairs in TRL's preference columns: prompt, chosen, rejected, margin, id.
+"""Exporting labelled pairs in TRL's preference columns: prompt, chosen, rejected, margin, id
+(and, with `with_confidence`, the label's confidence in 0..1, for label smoothing).
+Pairs that curation dropped (Comparison.excluded) are never exported.
 
 Rows stream, so a project of any size exports in constant memory: on PostgreSQL from one
 query through a server-side cursor (the server resolves chosen/rejected and the id),
@@ -22,8 +24,9 @@ EXPORT_FORMATS = ("trl-jsonl", "trl-parquet")
 CHUNK = 5_000
 PARQUET_ROW_GROUP = 50_000
 PARQUET_BATCH = 10_000  # divides PARQUET_ROW_GROUP
-# One exported row: prompt, chosen, rejected (strings or lists of messages), margin, id.
-Values = tuple[Any, Any, Any, float | None, str]
+# One exported row: prompt, chosen, rejected (strings or lists of messages), margin, id,
+# confidence.
+Values = tuple[Any, Any, Any, float | None, str, float | None]
 
 
 def export_is_conversational(*, project: Project) -> bool:
@@ -33,16 +36,18 @@ def export_is_conversational(*, project: Project) -> bool:
     )
 
 
-def export_rows(*, project: Project) -> Iterator[dict[str, Any]]:
+def export_rows(*, project: Project, with_confidence: bool = False) -> Iterator[dict[str, Any]]:
     """Labelled pairs (A or B preferred; ties and both-bad have no chosen side)."""
-    for prompt, chosen, rejected, margin, rid in _export_values(project):
-        yield {
-            "prompt": prompt,
-            "chosen": chosen,
-            "rejected": rejected,
-            "margin": margin,
-            "id": rid,
-        }
+    for values in _export_values(project):
+        yield _row(values, with_confidence)
+
+
+def _row(values: Values, with_confidence: bool) -> dict[str, Any]:
+    prompt, chosen, rejected, margin, rid, confidence = values
+    row = {"prompt": prompt, "chosen": chosen, "rejected": rejected, "margin": margin, "id": rid}
+    if with_confidence:
+        row["confidence"] = confidence
+    return row
 
 
 def _export_values(project: Project) -> Iterator[Values]:
@@ -53,17 +58,18 @@ def _export_values(project: Project) -> Iterator[Values]:
         rows = _pairs_orm(project)
     if not conversational:
         # (id, prompt text, prompt messages, chosen text, ..., rejected messages): no messages.
-        for rid, margin, p_text, _, c_text, _, r_text, _ in rows:
-            yield p_text, c_text, r_text, margin, rid
+        for rid, margin, p_text, _, c_text, _, r_text, _, confidence in rows:
+            yield p_text, c_text, r_text, margin, rid, confidence
         return
     loads = orjson.loads
-    for rid, margin, p_text, p_msgs, c_text, c_msgs, r_text, r_msgs in rows:
+    for rid, margin, p_text, p_msgs, c_text, c_msgs, r_text, r_msgs, confidence in rows:
         yield (
             _messages(p_msgs, loads) or [{"role": "user", "content": p_text}],
             _messages(c_msgs, loads) or [{"role": "assistant", "content": c_text}],
             _messages(r_msgs, loads) or [{"role": "assistant", "content": r_text}],
             margin,
             rid,
+            confidence,
         )
 
 
@@ -74,7 +80,7 @@ def _messages(value: Any, loads) -> Any:
 
 def _pairs_postgres(project: Project, conversational: bool) -> Iterator[tuple]:
     """(id, margin, prompt text, prompt messages, chosen text, chosen messages, rejected text,
-    rejected messages) in comparison id order. Messages are jsonb text, or NULL when the
+    rejected messages, confidence) in comparison id order. Messages are jsonb text, or NULL when the
     project has none.
 
     The comparisons (narrow rows) are sorted first, then each is joined to its texts by
@@ -85,13 +91,14 @@ def _pairs_postgres(project: Project, conversational: bool) -> Iterator[tuple]:
     messages = "messages::text" if conversational else "NULL::text"
     sql = f"""
         SELECT COALESCE(NULLIF(c.external_id, ''), c.id::text), c.label_margin,
-               p.text, p.messages, ch.text, ch.messages, rj.text, rj.messages
+               p.text, p.messages, ch.text, ch.messages, rj.text, rj.messages,
+               c.label_confidence
         FROM (
-            SELECT id, external_id, label_margin, prompt_id,
+            SELECT id, external_id, label_margin, label_confidence, prompt_id,
                    CASE WHEN label = %(a)s THEN candidate_a_id ELSE candidate_b_id END AS chosen,
                    CASE WHEN label = %(a)s THEN candidate_b_id ELSE candidate_a_id END AS rejected
             FROM {Comparison._meta.db_table}
-            WHERE project_id = %(project)s AND label IN (%(a)s, %(b)s)
+            WHERE project_id = %(project)s AND label IN (%(a)s, %(b)s) AND NOT excluded
             ORDER BY id
             OFFSET 0
         ) c
@@ -121,7 +128,7 @@ def _pairs_postgres(project: Project, conversational: bool) -> Iterator[tuple]:
 
 def _pairs_orm(project: Project) -> Iterator[tuple]:
     qs = (
-        Comparison.objects.filter(project=project, label__in=[Choice.A, Choice.B])
+        Comparison.objects.filter(project=project, label__in=[Choice.A, Choice.B], excluded=False)
         .order_by("id")
         .values_list(
             "id",
@@ -134,34 +141,24 @@ def _pairs_orm(project: Project) -> Iterator[tuple]:
             "candidate_a__messages",
             "candidate_b__text",
             "candidate_b__messages",
+            "label_confidence",
         )
     )
-    for pk, ext, label, margin, p_text, p_msgs, a_text, a_msgs, b_text, b_msgs in qs.iterator(
-        chunk_size=CHUNK
-    ):
+    for row in qs.iterator(chunk_size=CHUNK):
+        pk, ext, label, margin, p_text, p_msgs, a_text, a_msgs, b_text, b_msgs, conf = row
         rid = ext or str(pk)
         if label == Choice.A:
-            yield rid, margin, p_text, p_msgs, a_text, a_msgs, b_text, b_msgs
+            yield rid, margin, p_text, p_msgs, a_text, a_msgs, b_text, b_msgs, conf
         else:
-            yield rid, margin, p_text, p_msgs, b_text, b_msgs, a_text, a_msgs
+            yield rid, margin, p_text, p_msgs, b_text, b_msgs, a_text, a_msgs, conf
 
 
-def export_jsonl_chunks(*, project: Project) -> Iterator[bytes]:
+def export_jsonl_chunks(*, project: Project, with_confidence: bool = False) -> Iterator[bytes]:
     """JSON Lines, in chunks of about a thousand rows (for streaming responses)."""
     dumps = orjson.dumps
     buf: list[bytes] = []
-    for prompt, chosen, rejected, margin, rid in _export_values(project):
-        buf.append(
-            dumps(
-                {
-                    "prompt": prompt,
-                    "chosen": chosen,
-                    "rejected": rejected,
-                    "margin": margin,
-                    "id": rid,
-                }
-            )
-        )
+    for values in _export_values(project):
+        buf.append(dumps(_row(values, with_confidence)))
         if len(buf) >= 1000:
             buf.append(b"")
             yield b"\n".join(buf)
@@ -171,7 +168,7 @@ def export_jsonl_chunks(*, project: Project) -> Iterator[bytes]:
         yield b"\n".join(buf)
 
 
-def _parquet_schema(conversational: bool):
+def _parquet_schema(conversational: bool, with_confidence: bool = False):
     import pyarrow as pa
 
     text = (
@@ -179,18 +176,21 @@ def _parquet_schema(conversational: bool):
         if conversational
         else pa.string()
     )
-    return pa.schema(
-        [
-            ("prompt", text),
-            ("chosen", text),
-            ("rejected", text),
-            ("margin", pa.float64()),
-            ("id", pa.string()),
-        ]
-    )
+    fields = [
+        ("prompt", text),
+        ("chosen", text),
+        ("rejected", text),
+        ("margin", pa.float64()),
+        ("id", pa.string()),
+    ]
+    if with_confidence:
+        fields.append(("confidence", pa.float64()))
+    return pa.schema(fields)
 
 
-def export_parquet_write(*, project: Project, out: str | Path | IO[bytes]) -> int:
+def export_parquet_write(
+    *, project: Project, out: str | Path | IO[bytes], with_confidence: bool = False
+) -> int:
     """Write Parquet, one row group per PARQUET_ROW_GROUP rows; returns the number of rows.
 
     Rows become Arrow batches every PARQUET_BATCH rows (their Python objects freed), and a
@@ -199,13 +199,13 @@ def export_parquet_write(*, project: Project, out: str | Path | IO[bytes]) -> in
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = _parquet_schema(export_is_conversational(project=project))
+    schema = _parquet_schema(export_is_conversational(project=project), with_confidence)
     types = [f.type for f in schema]
     n = 0
     with pq.ParquetWriter(out, schema, compression="zstd") as writer:
         batches: list = []
-        columns: list[list] = [[], [], [], [], []]
-        prompts, chosens, rejecteds, margins, ids = columns
+        columns: list[list] = [[] for _ in types]
+        prompts, chosens, rejecteds, margins, ids = columns[:5]
 
         def batch_add() -> None:
             arrays = [pa.array(col, type=t) for col, t in zip(columns, types, strict=True)]
@@ -217,12 +217,14 @@ def export_parquet_write(*, project: Project, out: str | Path | IO[bytes]) -> in
             writer.write_table(pa.Table.from_batches(batches, schema=schema))
             batches.clear()
 
-        for prompt, chosen, rejected, margin, rid in _export_values(project):
+        for prompt, chosen, rejected, margin, rid, confidence in _export_values(project):
             prompts.append(prompt)
             chosens.append(chosen)
             rejecteds.append(rejected)
             margins.append(margin)
             ids.append(rid)
+            if with_confidence:
+                columns[5].append(confidence)
             n += 1
             if len(ids) >= PARQUET_BATCH:
                 batch_add()
@@ -235,15 +237,15 @@ def export_parquet_write(*, project: Project, out: str | Path | IO[bytes]) -> in
     return n
 
 
-def export_write(*, project: Project, fmt: str, out: Path) -> int:
+def export_write(*, project: Project, fmt: str, out: Path, with_confidence: bool = False) -> int:
     """Write an export file; returns the number of rows."""
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format '{fmt}': use {', '.join(EXPORT_FORMATS)}")
     if fmt == "trl-parquet":
-        return export_parquet_write(project=project, out=out)
+        return export_parquet_write(project=project, out=out, with_confidence=with_confidence)
     n = 0
     with open(out, "wb") as fh:
-        for chunk in export_jsonl_chunks(project=project):
+        for chunk in export_jsonl_chunks(project=project, with_confidence=with_confidence):
             n += chunk.count(b"\n")
             fh.write(chunk)
     return n

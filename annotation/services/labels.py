@@ -1,7 +1,8 @@
 """Aggregating a comparison's judgements into its label and confidence.
 
-Majority weighted by strength (a judgement of strength s counts 1 + s). Reliability weights
-from the curation app replace the plain weights later; the entry point stays this one.
+Majority weighted by strength (a judgement of strength s counts 1 + s), times the author's
+Membership.reliability where curation has estimated it (NULL counts as 1): curation writes
+those weights only once the project has enough overlap to estimate them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterable
 
 from django.db import transaction
 
-from annotation.models import Comparison, Judgement
+from annotation.models import Comparison, Judgement, Membership
 from annotation.signals import labels_changed
 
 
@@ -20,10 +21,20 @@ def comparison_labels_refresh(*, comparison_ids: Iterable[int]) -> int:
     ids = list(comparison_ids)
     weights: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     margins: dict[int, list[float]] = defaultdict(list)
-    for cid, choice, strength, margin in Judgement.objects.filter(
-        comparison_id__in=ids
-    ).values_list("comparison_id", "choice", "strength", "margin"):
-        weights[cid][choice] += 1 + (strength or 0)
+    rows = list(
+        Judgement.objects.filter(comparison_id__in=ids).values_list(
+            "comparison_id", "choice", "strength", "margin", "user_id", "comparison__project_id"
+        )
+    )
+    reliability = {
+        (project_id, user_id): weight
+        for project_id, user_id, weight in Membership.objects.filter(
+            project_id__in={row[5] for row in rows}, reliability__isnull=False
+        ).values_list("project_id", "user_id", "reliability")
+    }
+    for cid, choice, strength, margin, user_id, project_id in rows:
+        weight = reliability.get((project_id, user_id), 1.0) if user_id else 1.0
+        weights[cid][choice] += (1 + (strength or 0)) * weight
         if margin is not None:
             margins[cid].append(margin)
     updated = []
@@ -32,7 +43,7 @@ def comparison_labels_refresh(*, comparison_ids: Iterable[int]) -> int:
         "id", "project_id"
     ):
         votes = weights.get(comparison.id)
-        if votes:
+        if votes and sum(votes.values()) > 0:
             choice, top = max(votes.items(), key=lambda kv: (kv[1], kv[0]))
             tied = sum(1 for w in votes.values() if w == top) > 1
             comparison.label = None if tied else choice

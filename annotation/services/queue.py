@@ -43,8 +43,9 @@ def _pick_sql(*, gold: bool, passed: list[int]) -> str:
         where = "c.is_gold"
         order = "c.queue_key"
     else:
+        # Pairs curation dropped are out of the export and training: no work for people.
         where = f"""c.status = 'pending' AND c.route IN ('human', 'both') AND NOT c.is_gold
-            AND {_slot_free_sql("c")}"""
+            AND NOT c.excluded AND {_slot_free_sql("c")}"""
         order = "c.priority DESC, c.queue_key"
     if passed:  # ids (ints) already found full under the lock in this call
         where += f" AND c.id NOT IN ({', '.join(str(int(i)) for i in passed)})"

@@ -88,16 +88,19 @@ def import_job_detail(request: HttpRequest, slug: str, job_id: int) -> HttpRespo
 @login_required
 def export_download(request: HttpRequest, slug: str, ext: str) -> HttpResponse:
     project = project_get_for(user=request.user, slug=slug, roles=ADMIN)
+    # ?confidence=1 adds the label's confidence as a column.
+    with_confidence = request.GET.get("confidence") == "1"
     if ext == "jsonl":
         response = StreamingHttpResponse(
-            export_jsonl_chunks(project=project), content_type="application/jsonl"
+            export_jsonl_chunks(project=project, with_confidence=with_confidence),
+            content_type="application/jsonl",
         )
         response["Content-Disposition"] = f'attachment; filename="{project.slug}.jsonl"'
         return response
     if ext == "parquet":
         # Parquet's footer is written last: build the file on disk, then stream it.
         out = tempfile.TemporaryFile()  # noqa: SIM115 (FileResponse closes it)
-        export_parquet_write(project=project, out=out)
+        export_parquet_write(project=project, out=out, with_confidence=with_confidence)
         out.seek(0)
         return FileResponse(out, as_attachment=True, filename=f"{project.slug}.parquet")
     raise Http404("Unknown export format.")

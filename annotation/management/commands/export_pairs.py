@@ -16,11 +16,18 @@ class Command(BaseCommand):
         parser.add_argument("out", type=Path)
         parser.add_argument("--project", required=True, help="project slug")
         parser.add_argument("--format", choices=EXPORT_FORMATS, default="trl-jsonl", dest="fmt")
+        parser.add_argument(
+            "--with-confidence",
+            action="store_true",
+            help="add a `confidence` column: the label's confidence in 0..1",
+        )
 
-    def handle(self, *args, out: Path, project: str, fmt: str, **opts) -> None:
+    def handle(
+        self, *args, out: Path, project: str, fmt: str, with_confidence: bool, **opts
+    ) -> None:
         proj = Project.objects.filter(slug=project).first()
         if proj is None:
             raise CommandError(f"no project '{project}'")
         started = time.perf_counter()
-        n = export_write(project=proj, fmt=fmt, out=out)
+        n = export_write(project=proj, fmt=fmt, out=out, with_confidence=with_confidence)
         self.stdout.write(f"exported {n} pairs to {out} in {time.perf_counter() - started:.1f} s")

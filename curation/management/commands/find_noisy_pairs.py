@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import time
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from annotation.exceptions import ApplicationError
+from annotation.models import Project
+from curation.models import CurationRun
+from curation.services import curation_run_execute, curation_run_start
+
+
+class Command(BaseCommand):
+    help = (
+        "Find the project's probably-mislabelled pairs with the active reward model, as the "
+        "curation page's button does (queued for a worker, or --wait to run here)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--project", required=True, help="project slug")
+        parser.add_argument(
+            "--wait", action="store_true", help="run the detectors here and now, not on a worker"
+        )
+
+    def handle(self, *args, project: str, wait: bool, **opts) -> None:
+        proj = Project.objects.filter(slug=project).first()
+        if proj is None:
+            raise CommandError(f"no project '{project}'")
+        try:
+            run = curation_run_start(project=proj, enqueue=not wait)
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from exc
+        if not wait:
+            self.stdout.write(f"curation run {run.pk} queued; a worker will run it")
+            return
+        started = time.perf_counter()
+        run = curation_run_execute(run=run)
+        if run.status != CurationRun.Status.SUCCEEDED:
+            raise CommandError(f"curation run {run.pk} {run.status}: {run.error}")
+        self.stdout.write(
+            f"curation run {run.pk} succeeded: {run.pairs} pairs, model version "
+            f"{run.model_version_id}, {time.perf_counter() - started:.1f} s"
+        )
+        for name, summary in run.summary.items():
+            if name == "policy":
+                self.stdout.write(f"policy: {summary['name']}: applied to {summary['applied']}")
+            else:
+                self.stdout.write(
+                    f"{name}: flagged={summary['flagged']} mean_score={summary['mean_score']}"
+                )

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from celery import shared_task
+
+from curation.models import CurationRun
+from curation.services import curation_run_execute
+
+
+@shared_task(acks_late=True)
+def curation_run_execute_task(run_id: int) -> str | None:
+    """Run the detectors of a queued run; the service marks it failed (with the reason)
+    on error, and leaves a finished or held run alone (a re-delivered task is harmless)."""
+    run = CurationRun.objects.filter(pk=run_id).first()
+    if run is None:  # deleted since it was queued
+        return None
+    return curation_run_execute(run=run).status

@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "annotation",
     "scoring",
     "curation",
+    "curation.judges",
     "curation.routing",
 ]
 

@@ -15,4 +15,5 @@ urlpatterns = [
     path("", include("annotation.urls")),
     path("", include("scoring.urls")),
     path("", include("curation.urls")),
+    path("", include("curation.routing.urls")),
 ]

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from django import forms
+
+from annotation.models import Project
+
+
+class RoutingSettingsForm(forms.Form):
+    policy = forms.ChoiceField(choices=Project.RoutingPolicy.choices)
+    budget = forms.CharField(
+        required=False,
+        max_length=20,
+        label="Human budget",
+        help_text="A number of comparisons (120), a fraction (0.3) or a percentage (30%); "
+        "empty: no limit.",
+    )

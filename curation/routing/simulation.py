@@ -1,0 +1,438 @@
+"""Routing simulation on a labelled file (``manage.py simulate_routing``). No Django.
+
+The file's labels are the human answers (optionally flipped at ``human_noise``); a clean
+held-out split (20 %, drawn per seed, never used for any choice) measures the result.
+Per seed and budget b (a fraction of the pool, the 80 % that is not held out):
+
+1. A random seed set of ``seed_fraction`` of the pool (at most the budget) gets human labels;
+   it counts against the budget.
+2. The AI judge: by default the reward-model judge, a heads ensemble trained on the seed set
+   (``reward_model_verdicts`` of the judges app turns its P(A>B) and spread into choice and
+   confidence); with ``--ai-judge local-llm`` the bundled SmolLM2 judge of the judges app
+   (both orders, one forward pass each). The ensemble trained on the seed set gives the
+   spread for the uncertainty policy in every case.
+3. The gain predictor learns "human differs from AI" on the seed set, from out-of-fold AI
+   verdicts (5-fold cross-fitting, so it never sees a judge that trained on the pair).
+4. Each policy of ``curation.routing.policies`` gives the remaining budget to humans; the
+   other pool pairs take the AI label of step 2 (as in the product, where AI labels are
+   written when the pairs are routed).
+5. A reward model (heads ensemble, the same config for every policy) trains on the resulting
+   labels and is scored on the held-out split.
+
+all_human labels the whole pool by hand (budget 100 %); all_ai labels only the seed set by
+hand and the rest with the AI judge.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from curation.routing import policies
+
+HELD_OUT = 0.2
+SEED_FRACTION = 0.1
+MIN_SEED = 20
+CROSS_FIT_FOLDS = 5
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class SimData:
+    """A file's labelled pairs as arrays (A/B in canonical order)."""
+
+    prompt: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    label_a: np.ndarray  # the file's answer: A better
+    len_a: np.ndarray
+    len_b: np.ndarray
+    texts: list[tuple[str, str, str]] = field(default_factory=list)  # prompt, a, b
+
+    def __len__(self) -> int:
+        return len(self.label_a)
+
+
+@dataclass
+class SimConfig:
+    budgets: tuple[float, ...] = (0.1, 0.3, 0.5)
+    seeds: int = 3
+    human_noise: float = 0.0
+    ai_judge: str = "reward-model"  # reward-model | local-llm | llm
+    llm_base_url: str = ""
+    llm_model: str = ""
+    quick: bool = False
+    seed_fraction: float = SEED_FRACTION
+
+    def train_config(self, seed: int):
+        from scoring.train import TrainConfig
+
+        if self.quick:
+            return TrainConfig(head="mlp", members=2, epochs=5, batch_size=64, hidden=32, seed=seed)
+        # The configuration docs/scoring.md measured on hh-rlhf (0.62 with all labels).
+        return TrainConfig(head="mlp", members=5, epochs=30, batch_size=256, seed=seed)
+
+
+def data_load(path: Path, *, log: Log | None = None, limit: int | None = None) -> SimData:
+    """Read and embed ``path`` with curation.evaluation's loader and its on-disk cache
+    (.local/cache/curation, keyed by the file's sha256 and the encoder version)."""
+    from curation.evaluation import embeddings_for, file_digest, pairs_load
+
+    pairs = pairs_load(Path(path))
+    prompt, a, b = embeddings_for(pairs, cache_key=file_digest(Path(path)), log=log)
+    texts = [
+        (pairs.texts[p], pairs.texts[x], pairs.texts[y])
+        for p, x, y in zip(pairs.prompt_hash, pairs.a_hash, pairs.b_hash, strict=True)
+    ]
+    data = SimData(prompt, a, b, pairs.label_a, pairs.len_a, pairs.len_b, texts)
+    if limit is not None and limit < len(data):
+        keep = np.arange(limit)
+        data = SimData(
+            prompt[keep], a[keep], b[keep], pairs.label_a[keep], pairs.len_a[keep],
+            pairs.len_b[keep], texts[:limit],
+        )  # fmt: skip
+    return data
+
+
+# ---------------------------------------------------------------- reward models
+
+
+def _pair_arrays(data: SimData, idx: np.ndarray, label_a: np.ndarray):
+    from scoring.train import PairArrays
+
+    a_wins = np.asarray(label_a, dtype=bool)[:, None]
+    return PairArrays(
+        prompt=data.prompt[idx],
+        chosen=np.where(a_wins, data.a[idx], data.b[idx]),
+        rejected=np.where(a_wins, data.b[idx], data.a[idx]),
+    )
+
+
+def rm_train(data: SimData, idx: np.ndarray, label_a: np.ndarray, config):
+    from scoring.train import train_ensemble
+
+    return train_ensemble(config, _pair_arrays(data, idx, label_a)).ensemble
+
+
+def rm_score(ensemble, data: SimData, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from scoring.train import ensemble_score
+
+    if len(idx) == 0:
+        return np.zeros(0), np.zeros(0)
+    p, s = ensemble_score(ensemble, data.prompt[idx], data.a[idx], data.b[idx])
+    return p.astype(np.float64), s.astype(np.float64)
+
+
+def rm_accuracy(ensemble, data: SimData, idx: np.ndarray) -> float:
+    """Held-out pairwise accuracy against the file's (clean) labels."""
+    p, _ = rm_score(ensemble, data, idx)
+    return float(((p > 0.5) == data.label_a[idx]).mean())
+
+
+# ---------------------------------------------------------------- AI judges
+
+
+@dataclass
+class Verdicts:
+    choice_a: np.ndarray
+    confidence: np.ndarray
+    orders_agree: np.ndarray
+
+
+def rm_verdicts(p_a: np.ndarray, spread: np.ndarray) -> Verdicts:
+    from curation.judges.verdicts import reward_model_verdicts
+
+    choice_a, confidence = reward_model_verdicts(p_a, spread)
+    return Verdicts(np.asarray(choice_a, bool), np.asarray(confidence), np.ones(len(p_a), bool))
+
+
+def llm_verdicts_local(data: SimData, idx: np.ndarray, *, log: Log | None = None) -> Verdicts:
+    """The judges app's SmolLM2 judge, asked in both orders (its code, not a second one)."""
+    from curation.judges import llm
+    from curation.judges.verdicts import judge_messages, orders_combine
+
+    model = llm.model_get("cpu")
+    ab, ba = [], []
+    for i in idx:
+        prompt, a, b = data.texts[i]
+        ab.append(judge_messages(prompt=prompt, first=a, second=b))
+        ba.append(judge_messages(prompt=prompt, first=b, second=a))
+    started = time.perf_counter()
+    p_ab = model.p_first(ab)
+    p_ba = 1.0 - model.p_first(ba)
+    if log:
+        log(
+            f"local LLM judge: {len(idx)} pairs x 2 orders in {time.perf_counter() - started:.0f} s"
+        )
+    _, choice_a, confidence, agree = orders_combine(p_ab, p_ba)
+    return Verdicts(np.asarray(choice_a, bool), np.asarray(confidence), np.asarray(agree, bool))
+
+
+# ---------------------------------------------------------------- one run
+
+
+@dataclass
+class RunResult:
+    policy: str
+    budget: float | None
+    seed: int
+    accuracy: float
+    human_share: float  # human labels / pool
+    ai_label_accuracy: float | None  # of the AI labels used, against the file
+    fallback: str = ""
+
+
+def _split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(10_000 + seed)
+    order = rng.permutation(n)
+    n_test = max(1, int(round(HELD_OUT * n)))
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def _gain_inputs(
+    data: SimData,
+    idx: np.ndarray,
+    p_a: np.ndarray,
+    spread: np.ndarray,
+    verdicts: Verdicts,
+    density: np.ndarray,
+) -> policies.GainInputs:
+    return policies.GainInputs(
+        spread=spread,
+        ai_confidence=verdicts.confidence,
+        orders_agree=verdicts.orders_agree.astype(float),
+        p_a=p_a,
+        length_a=data.len_a[idx],
+        length_b=data.len_b[idx],
+        density=density,
+    )
+
+
+def simulate_seed(
+    data: SimData,
+    config: SimConfig,
+    seed: int,
+    *,
+    llm_cache: dict[int, Verdicts] | None = None,
+    log: Log | None = None,
+) -> list[RunResult]:
+    """Every policy at every budget for one seed (one held-out split, one noise draw)."""
+    rng = np.random.default_rng(seed)
+    pool, test = _split(len(data), seed)
+    n_pool = len(pool)
+    truth = data.label_a
+    human = truth.copy()
+    flip = rng.random(len(data)) < config.human_noise
+    human[flip] = ~human[flip]
+    train_cfg = config.train_config(seed)
+    # Density of each pair's prompt among the pool's prompts (embedding-space density).
+    density_pool = policies.embedding_density(data.prompt[pool], k=10)
+    where = {int(i): j for j, i in enumerate(pool)}
+
+    def dens(idx: np.ndarray) -> np.ndarray:
+        return density_pool[[where[int(i)] for i in idx]]
+
+    def final(label_idx: np.ndarray, labels: np.ndarray) -> float:
+        return rm_accuracy(rm_train(data, label_idx, labels, train_cfg), data, test)
+
+    results: list[RunResult] = []
+    acc_all_human = final(pool, human[pool])
+    results.append(RunResult("all_human", None, seed, acc_all_human, 1.0, None))
+
+    seed_n_default = max(MIN_SEED, int(round(config.seed_fraction * n_pool)))
+    seed_order = rng.permutation(pool)  # seed sets are prefixes: nested across budgets
+    cache: dict[int, tuple] = {}
+
+    def judged(seed_n: int):
+        """The seed set, the judge trained on it and its verdicts (cached per size)."""
+        if seed_n in cache:
+            return cache[seed_n]
+        seed_idx = np.sort(seed_order[:seed_n])
+        rest = np.setdiff1d(pool, seed_idx)
+        ensemble = rm_train(data, seed_idx, human[seed_idx], train_cfg)
+        p_rest, s_rest = rm_score(ensemble, data, rest)
+        # Out-of-fold scores on the seed set: what the judge says of pairs it did not see.
+        p_seed, s_seed = np.zeros(seed_n), np.zeros(seed_n)
+        folds = np.arange(seed_n) % CROSS_FIT_FOLDS
+        rng_f = np.random.default_rng(seed + 7)
+        rng_f.shuffle(folds)
+        for f in range(CROSS_FIT_FOLDS):
+            held = folds == f
+            if not held.any() or held.all():
+                continue
+            fold_model = rm_train(data, seed_idx[~held], human[seed_idx[~held]], train_cfg)
+            p_seed[held], s_seed[held] = rm_score(fold_model, data, seed_idx[held])
+        if config.ai_judge == "reward-model":
+            v_rest, v_seed = rm_verdicts(p_rest, s_rest), rm_verdicts(p_seed, s_seed)
+        else:
+            v_rest = _llm_cached(data, rest, llm_cache, log)
+            v_seed = _llm_cached(data, seed_idx, llm_cache, log)
+        cache[seed_n] = (seed_idx, rest, p_rest, s_rest, v_rest, p_seed, s_seed, v_seed)
+        return cache[seed_n]
+
+    def labels_with(seed_idx, rest, to_human, v_rest):
+        routed = rest[to_human]
+        ai_idx = rest[~to_human]
+        idx = np.concatenate([seed_idx, routed, ai_idx])
+        labels = np.concatenate([human[seed_idx], human[routed], v_rest.choice_a[~to_human]])
+        ai_acc = (
+            float((v_rest.choice_a[~to_human] == truth[ai_idx]).mean()) if len(ai_idx) else None
+        )
+        return idx, labels, len(seed_idx) + len(routed), ai_acc
+
+    # all_ai: only the seed set by hand.
+    seed_idx, rest, p_rest, s_rest, v_rest, *_ = judged(seed_n_default)
+    idx, labels, n_h, ai_acc = labels_with(seed_idx, rest, np.zeros(len(rest), bool), v_rest)
+    results.append(RunResult("all_ai", None, seed, final(idx, labels), n_h / n_pool, ai_acc))
+
+    for budget in config.budgets:
+        budget_n = int(np.floor(budget * n_pool + 1e-9))
+        seed_n = min(seed_n_default, budget_n)
+        seed_idx, rest, p_rest, s_rest, v_rest, p_seed, s_seed, v_seed = judged(seed_n)
+        slots = budget_n - seed_n
+        inputs = _gain_inputs(data, rest, p_rest, s_rest, v_rest, dens(rest))
+        train_inputs = _gain_inputs(data, seed_idx, p_seed, s_seed, v_seed, dens(seed_idx))
+        disagree = v_seed.choice_a != human[seed_idx]
+        for policy in ("random", "uncertainty", "gain"):
+            plan = policies.route(
+                policy=policy,
+                n=len(rest),
+                slots=slots,
+                inputs=inputs,
+                train_inputs=train_inputs,
+                train_disagree=disagree,
+                seed=seed,
+            )
+            assert plan.human_count == min(slots, len(rest))
+            idx, labels, n_h, ai_acc = labels_with(seed_idx, rest, plan.to_human, v_rest)
+            results.append(
+                RunResult(
+                    policy, budget, seed, final(idx, labels), n_h / n_pool, ai_acc, plan.fallback
+                )
+            )
+        if log:
+            done = [r for r in results if r.budget == budget]
+            log(
+                f"seed {seed} budget {budget:.0%}: "
+                + " ".join(f"{r.policy}={r.accuracy:.3f}" for r in done)
+            )
+    return results
+
+
+def _llm_cached(
+    data: SimData, idx: np.ndarray, store: dict[int, Verdicts] | None, log: Log | None
+) -> Verdicts:
+    """LLM verdicts do not depend on the seed: judge each pair once per process."""
+    store = {} if store is None else store
+    missing = np.array([i for i in idx if int(i) not in store], dtype=np.int64)
+    if len(missing):
+        got = llm_verdicts_local(data, missing, log=log)
+        for j, i in enumerate(missing):
+            store[int(i)] = Verdicts(
+                got.choice_a[j : j + 1], got.confidence[j : j + 1], got.orders_agree[j : j + 1]
+            )
+    parts = [store[int(i)] for i in idx]
+    if not parts:
+        return Verdicts(np.zeros(0, bool), np.zeros(0), np.zeros(0, bool))
+    return Verdicts(
+        np.concatenate([p.choice_a for p in parts]),
+        np.concatenate([p.confidence for p in parts]),
+        np.concatenate([p.orders_agree for p in parts]),
+    )
+
+
+def simulate(data: SimData, config: SimConfig, *, log: Log | None = None) -> list[RunResult]:
+    if config.ai_judge not in ("reward-model", "local-llm", "llm"):
+        raise ValueError(f"unknown AI judge '{config.ai_judge}': use reward-model or local-llm")
+    if config.ai_judge == "llm":
+        raise ValueError(
+            "the remote LLM judge (--ai-judge llm) is not wired into the simulation yet: the "
+            "judges app's remote client has no file-level entry point to call; use "
+            "reward-model or local-llm"
+        )
+    if not 0.0 <= config.human_noise < 0.5:
+        raise ValueError("--human-noise must be in [0, 0.5)")
+    if not config.budgets or any(not 0.0 < b <= 1.0 for b in config.budgets):
+        raise ValueError("budgets must be fractions in (0, 1]")
+    if len(data) < 20:
+        raise ValueError(f"the file has {len(data)} labelled A/B pairs; the simulation needs 20")
+    results: list[RunResult] = []
+    llm_cache: dict[int, Verdicts] = {}
+    for seed in range(config.seeds):
+        results += simulate_seed(data, config, seed, llm_cache=llm_cache, log=log)
+    return results
+
+
+# ---------------------------------------------------------------- report
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def summary(results: list[RunResult]) -> list[dict]:
+    """One row per (policy, budget): mean and std of accuracy over seeds, and more."""
+    keys: list[tuple[str, float | None]] = []
+    for r in results:
+        if (r.policy, r.budget) not in keys:
+            keys.append((r.policy, r.budget))
+    rows = []
+    for policy, budget in keys:
+        rs = [r for r in results if r.policy == policy and r.budget == budget]
+        acc = [r.accuracy for r in rs]
+        ai = [r.ai_label_accuracy for r in rs if r.ai_label_accuracy is not None]
+        rows.append(
+            {
+                "policy": policy,
+                "budget": budget,
+                "accuracy": _mean(acc),
+                "std": float(np.std(acc)),
+                "human_share": _mean([r.human_share for r in rs]),
+                "ai_label_accuracy": _mean(ai) if ai else None,
+                "fallbacks": sum(1 for r in rs if r.fallback),
+                "seeds": len(rs),
+            }
+        )
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| policy | budget | accuracy (mean ± sd) | human labels / pool | AI-label accuracy | gain fallbacks |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        budget = "–" if r["budget"] is None else f"{r['budget']:.0%}"
+        ai = "–" if r["ai_label_accuracy"] is None else f"{r['ai_label_accuracy']:.3f}"
+        fb = f"{r['fallbacks']}/{r['seeds']}" if r["policy"] == "gain" else "–"
+        lines.append(
+            f"| {r['policy']} | {budget} | {r['accuracy']:.4f} ± {r['std']:.4f} | "
+            f"{r['human_share']:.2f} | {ai} | {fb} |"
+        )
+    return "\n".join(lines)
+
+
+def last_line(rows: list[dict]) -> str:
+    def acc(policy: str, budget: float | None) -> float:
+        for r in rows:
+            if r["policy"] == policy and (
+                (budget is None and r["budget"] is None)
+                or (
+                    budget is not None
+                    and r["budget"] is not None
+                    and abs(r["budget"] - budget) < 1e-9
+                )
+            ):
+                return r["accuracy"]
+        return float("nan")
+
+    return (
+        f"acc_hyper_30={acc('gain', 0.3):.4f} acc_uncertainty_30={acc('uncertainty', 0.3):.4f} "
+        f"acc_random_30={acc('random', 0.3):.4f} acc_all_ai={acc('all_ai', None):.4f} "
+        f"acc_all_human={acc('all_human', None):.4f}"
+    )

@@ -1,0 +1,485 @@
+"""Noise detectors for preference labels: which pairs are probably mislabelled. No Django.
+
+Plain numpy / torch / cleanlab / crowd-kit; the reward heads come from ``scoring.train``
+(called, never changed). The product calls one function:
+
+``detectors_run(data: CurationInput, *, folds=5, members=5, seed=0, progress=None,
+                epochs=None, rounds=2, peer_steps=2, head="mlp") -> list[DetectorResult]``
+
+It returns one ``DetectorResult`` per detector, in this order (every array has one entry per
+row of ``data``):
+
+- ``ensemble_strength`` (Secrets of RLHF II): K-fold out-of-fold ensembles (no model scores a
+  pair it trained on); per pair the mean and spread over members of the reward difference
+  ``r(chosen) - r(rejected)`` where "chosen" is the side the current label prefers. Score =
+  ``1 - mean_m sigmoid(diff_m)``; flagged when every member prefers the other side and the
+  mean is more negative than one spread.
+- ``cleanlab``: ``cleanlab.filter.find_label_issues`` on the same out-of-fold probabilities
+  (classes "A better" / "B better"); score = 1 - cleanlab's self-confidence label quality.
+- ``peer_review`` (Two Minds Better Than One / CRM-style co-teaching): two ensembles trained
+  on the two halves of the folds; each ranks the *other* half by loss, keeps its small-loss
+  pairs, and the other model is retrained on only those (a curriculum: the kept share goes from
+  100 % down to ``1 - noise estimate`` over ``peer_steps`` steps). A pair is flagged when both
+  models reject it (its loss is in the top noise-estimate share under each). Score = the mean
+  of the two models' P(label wrong).
+- ``annotator_reliability``: Dawid-Skene (crowd-kit) over the individual judgements; score =
+  posterior probability that the current label is wrong; flagged above 0.5. Rows without
+  judgements score 0 and are never flagged.
+- ``combined`` (calibrated): a logistic model over label-relative evidence (second-round
+  out-of-fold ensemble margin after dropping the first round's likely-wrong pairs from
+  training, the first-round margin and spread, the peer models' margins, the length ratio, the
+  Dawid-Skene evidence) fitted on *injected* noise: every row is also presented with its label
+  flipped, the model learns flipped vs as-given on one half of the rows and scores the other
+  half (cross-fitting). Its odds are then moved from the 50 % injection prior to the data's
+  noise rate estimated by cleanlab's confident joint on the combined probabilities, so the
+  score reads as P(label wrong). Flagged: the top-k rows where k maximises the expected F1
+  under those probabilities. ``docs/curation.md`` explains the design.
+
+``DetectorResult.reasons`` are short plain sentences, e.g. "4 of 5 models prefer B (mean
+margin -1.8, spread 0.3); annotators split 2-1".
+
+Training uses ``scoring.train.train_ensemble`` with a ``TrainConfig`` (MLP heads by default,
+``members`` per ensemble, epochs scaled to the data size unless given). ``progress(done,
+total)`` is called after each model trained. Deterministic for a given ``seed`` on the CPU.
+Raises ValueError on inconsistent shapes or fewer than ``2 * folds`` rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from scoring.train import PairArrays, TrainConfig, ensemble_rewards, train_ensemble
+
+DETECTOR_NAMES = (
+    "ensemble_strength",
+    "cleanlab",
+    "peer_review",
+    "annotator_reliability",
+    "combined",
+)
+_EPS = 1e-6
+
+
+@dataclass
+class CurationInput:
+    ids: np.ndarray  # (n,) int64 comparison ids
+    prompt: np.ndarray  # (n, d) float32 prompt embeddings
+    a: np.ndarray  # (n, d) float32 embedding of candidate a (canonical side)
+    b: np.ndarray  # (n, d) float32 embedding of candidate b
+    label_a: np.ndarray  # (n,) bool: the current label is "A better"
+    len_a: np.ndarray  # (n,) float32 character lengths
+    len_b: np.ndarray
+    # (row index, worker id, chose A) for every individual judgement; may be empty.
+    judgements: list[tuple[int, str, bool]]
+    margin: np.ndarray | None = None  # (n,) label margin/strength if any (used in reasons)
+
+    def __len__(self) -> int:
+        return len(self.label_a)
+
+    def validate(self) -> None:
+        n = len(self.label_a)
+        problems = []
+        if self.prompt.ndim != 2:
+            problems.append(f"prompt must be (n, d), got {self.prompt.shape}")
+        for name in ("prompt", "a", "b"):
+            if getattr(self, name).shape != self.prompt.shape or len(getattr(self, name)) != n:
+                problems.append(f"{name} is {getattr(self, name).shape} for {n} rows")
+        for name in ("ids", "len_a", "len_b"):
+            if len(getattr(self, name)) != n:
+                problems.append(f"{name} has {len(getattr(self, name))} entries for {n} rows")
+        if self.margin is not None and len(self.margin) != n:
+            problems.append(f"margin has {len(self.margin)} entries for {n} rows")
+        for j in self.judgements:
+            if not 0 <= int(j[0]) < n:
+                problems.append(f"a judgement names row {j[0]} outside 0..{n - 1}")
+                break
+        for name in ("prompt", "a", "b"):
+            if not np.isfinite(getattr(self, name)).all():
+                problems.append(f"{name} holds NaN or infinite values")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+@dataclass
+class DetectorResult:
+    name: str
+    score: np.ndarray  # (n,) in [0, 1], higher = more likely mislabelled
+    flagged: np.ndarray  # (n,) bool
+    reasons: list[str]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -50, 50)))
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, _EPS, 1 - _EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def default_config(
+    n_train: int, *, members: int, seed: int, head: str = "mlp", epochs: int | None = None
+) -> TrainConfig:
+    """Epochs scaled so that small sets still get ~200 optimiser steps (at most 30 epochs)."""
+    batch = int(min(1024, max(64, n_train // 8)))
+    if epochs is None:
+        epochs = int(min(30, max(4, math.ceil(200 * batch / max(n_train, 1)))))
+    return TrainConfig(
+        head=head,
+        members=members,
+        epochs=epochs,
+        batch_size=batch,
+        seed=seed,
+        progress_every=10_000,
+    )
+
+
+class _Trainer:
+    """Trains ensembles on chosen/rejected views and reports progress per model."""
+
+    def __init__(
+        self,
+        data: CurationInput,
+        *,
+        members: int,
+        seed: int,
+        head: str,
+        epochs: int | None,
+        total: int,
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        self.prompt = torch.as_tensor(np.asarray(data.prompt, dtype=np.float32))
+        self.a = torch.as_tensor(np.asarray(data.a, dtype=np.float32))
+        self.b = torch.as_tensor(np.asarray(data.b, dtype=np.float32))
+        self.members, self.seed, self.head, self.epochs = members, seed, head, epochs
+        self.total, self.done, self.progress = total, 0, progress
+        self.calls = 0
+
+    def fit(self, index: np.ndarray, label_a: np.ndarray):
+        """An ensemble trained on rows ``index`` with labels ``label_a[index]``."""
+        idx = torch.as_tensor(np.asarray(index, dtype=np.int64))
+        la = torch.as_tensor(np.asarray(label_a, dtype=bool))[idx]
+        a, b = self.a[idx], self.b[idx]
+        chosen = torch.where(la[:, None], a, b)
+        rejected = torch.where(la[:, None], b, a)
+        self.calls += 1
+        config = default_config(
+            len(index),
+            members=self.members,
+            seed=self.seed * 1000 + self.calls,
+            head=self.head,
+            epochs=self.epochs,
+        )
+        result = train_ensemble(config, PairArrays(self.prompt[idx], chosen, rejected))
+        self.done += 1
+        if self.progress is not None:
+            self.progress(min(self.done, self.total), self.total)
+        return result.ensemble
+
+    def diff_a(self, ensemble, index: np.ndarray) -> np.ndarray:
+        """(M, len(index)) member reward differences r(a) - r(b)."""
+        idx = torch.as_tensor(np.asarray(index, dtype=np.int64))
+        p = self.prompt[idx]
+        d = ensemble_rewards(ensemble, p, self.a[idx]) - ensemble_rewards(ensemble, p, self.b[idx])
+        return d.numpy().astype(np.float64)
+
+
+def fold_assign(n: int, folds: int, seed: int) -> np.ndarray:
+    """Random balanced fold id per row (0..folds-1)."""
+    rng = np.random.default_rng(seed)
+    out = np.empty(n, dtype=np.int64)
+    out[rng.permutation(n)] = np.arange(n) % folds
+    return out
+
+
+def oof_diffs(
+    trainer: _Trainer, fold: np.ndarray, label_a: np.ndarray, exclude: np.ndarray | None = None
+) -> np.ndarray:
+    """Out-of-fold member differences r(a) - r(b), (M, n); ``exclude`` rows are not trained on."""
+    n = len(fold)
+    out = np.zeros((trainer.members, n))
+    for k in np.unique(fold):
+        train = (fold != k) if exclude is None else ((fold != k) & ~exclude)
+        held = np.flatnonzero(fold == k)
+        model = trainer.fit(np.flatnonzero(train), label_a)
+        out[:, held] = trainer.diff_a(model, held)
+    return out
+
+
+def noise_rate_estimate(label_a: np.ndarray, p_a: np.ndarray) -> float:
+    """Share of wrong labels from cleanlab's confident joint, clipped to [0.02, 0.45]."""
+    from cleanlab.count import estimate_joint
+
+    labels = (~label_a).astype(int)
+    probs = np.stack([p_a, 1 - p_a], axis=1)
+    if len(np.unique(labels)) < 2:
+        return 0.02
+    joint = estimate_joint(labels, probs)
+    return float(np.clip(joint[0, 1] + joint[1, 0], 0.02, 0.45))
+
+
+def top_k_expected_f1(prob_wrong: np.ndarray) -> np.ndarray:
+    """Flag the top-k rows by P(wrong) where k maximises the expected F1 (sum-ratio form)."""
+    n = len(prob_wrong)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    order = np.argsort(-prob_wrong, kind="stable")
+    hits = np.cumsum(prob_wrong[order])
+    k = np.arange(1, n + 1)
+    ef1 = 2 * hits / (k + prob_wrong.sum())
+    best = int(np.argmax(ef1)) + 1
+    flagged = np.zeros(n, dtype=bool)
+    if ef1[best - 1] > 0:
+        flagged[order[:best]] = True
+    return flagged
+
+
+def _side(label_a: bool) -> str:
+    return "A" if label_a else "B"
+
+
+# ----------------------------------------------------------------------------- detectors
+
+
+def _peer_review(
+    trainer: _Trainer, fold: np.ndarray, label_a: np.ndarray, rate: float, steps: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Co-teaching on two halves; returns (P(wrong) by the peer, by the own model, both reject)."""
+    folds = int(fold.max()) + 1
+    half = (fold % 2 == 0) if folds > 1 else (np.arange(len(fold)) % 2 == 0)
+    halves = [np.flatnonzero(half), np.flatnonzero(~half)]
+    sign = np.where(label_a, 1.0, -1.0)
+    keep = [h.copy() for h in halves]
+    models = [None, None]
+    for step in range(steps + 1):
+        models = [trainer.fit(keep[0], label_a), trainer.fit(keep[1], label_a)]
+        if step == steps:
+            break
+        # Curriculum: the kept share shrinks linearly from 1 towards 1 - rate.
+        share = 1.0 - rate * (step + 1) / steps
+        for i in (0, 1):
+            other = halves[1 - i]
+            # Model i reviews the other half; the other model retrains on what model i keeps.
+            margin = sign[other] * trainer.diff_a(models[i], other).mean(axis=0)
+            n_keep = max(1, int(round(share * len(other))))
+            keep[1 - i] = other[np.argsort(-margin, kind="stable")[:n_keep]]
+    n = len(fold)
+    p_wrong_peer = np.zeros(n)
+    p_wrong_own = np.zeros(n)
+    for i in (0, 1):
+        own, other = halves[i], halves[1 - i]
+        p_wrong_peer[other] = 1 - _sigmoid(sign[other] * trainer.diff_a(models[i], other)).mean(0)
+        p_wrong_own[own] = 1 - _sigmoid(sign[own] * trainer.diff_a(models[i], own)).mean(0)
+    reject = np.zeros(n, dtype=bool)
+    for h in halves:
+        peer_reject = p_wrong_peer[h] >= np.quantile(p_wrong_peer[h], 1 - rate)
+        own_reject = p_wrong_own[h] >= np.quantile(p_wrong_own[h], 1 - rate)
+        reject[h] = peer_reject & own_reject
+    return p_wrong_peer, p_wrong_own, reject
+
+
+def _annotator_evidence(
+    data: CurationInput,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(Dawid-Skene log-odds of A per row (0 without votes), has votes, votes for A, votes)."""
+    n = len(data)
+    votes_a = np.zeros(n, dtype=np.int64)
+    votes = np.zeros(n, dtype=np.int64)
+    for item, _, chose_a in data.judgements:
+        votes[int(item)] += 1
+        votes_a[int(item)] += int(bool(chose_a))
+    has = votes > 0
+    log_odds = np.zeros(n)
+    if data.judgements:
+        from curation.reliability import labels_aggregate
+
+        label, conf = labels_aggregate(data.judgements, n, method="combined")
+        p_a = np.where(label, conf, 1 - conf)
+        log_odds = np.where(has, np.clip(_logit(p_a), -8, 8), 0.0)
+    return log_odds, has, votes_a, votes
+
+
+def _combined(features_a: np.ndarray, label_a: np.ndarray, seed: int) -> np.ndarray:
+    """P(label wrong) at a 50 % prior from label-relative features, fitted on injected flips.
+
+    ``features_a``: (n, f) evidence that A is better, each column independent of the row's own
+    label (out-of-fold). Each row appears twice: as labelled (target 0) and flipped (target 1);
+    a logistic regression learns on one half of the rows and scores the other (cross-fit).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    n = len(label_a)
+    sign = np.where(label_a, 1.0, -1.0)[:, None]
+    x = features_a * sign  # evidence for the current label
+    scale = x.std(axis=0) + _EPS
+    x = x / scale
+    rng = np.random.default_rng(seed + 7)
+    part = rng.permutation(n) % 2
+    out = np.zeros(n)
+    for k in (0, 1):
+        fit, held = part != k, part == k
+        xs = np.concatenate([x[fit], -x[fit]])
+        ys = np.concatenate([np.zeros(fit.sum()), np.ones(fit.sum())])
+        model = LogisticRegression(C=1.0, fit_intercept=False, max_iter=1000)
+        model.fit(xs, ys)
+        out[held] = model.predict_proba(x[held])[:, 1]
+    return out
+
+
+def detectors_run(
+    data: CurationInput,
+    *,
+    folds: int = 5,
+    members: int = 5,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    epochs: int | None = None,
+    rounds: int = 2,
+    peer_steps: int = 2,
+    head: str = "mlp",
+) -> list[DetectorResult]:
+    """Run every detector on ``data``; see the module docstring. Order: ``DETECTOR_NAMES``."""
+    data.validate()
+    n = len(data)
+    if folds < 2:
+        raise ValueError("folds must be at least 2")
+    if n < 2 * folds:
+        raise ValueError(f"{n} labelled pairs are too few for {folds} folds")
+    if rounds < 1 or peer_steps < 1:
+        raise ValueError("rounds and peer_steps must be at least 1")
+    label_a = np.asarray(data.label_a, dtype=bool)
+    sign = np.where(label_a, 1.0, -1.0)
+    total = folds * rounds + 2 * (peer_steps + 1)
+    trainer = _Trainer(
+        data, members=members, seed=seed, head=head, epochs=epochs, total=total, progress=progress
+    )
+    fold = fold_assign(n, folds, seed)
+
+    # 1. Out-of-fold ensemble (round 1): preference strength relative to the current label.
+    diff_a = oof_diffs(trainer, fold, label_a)
+    strength = sign * diff_a  # (M, n): positive = the model agrees with the label
+    s_mean, s_std = strength.mean(axis=0), strength.std(axis=0)
+    p_a1 = _sigmoid(diff_a).mean(axis=0)
+    p_label1 = np.where(label_a, p_a1, 1 - p_a1)
+    against = (strength < 0).sum(axis=0)
+    ens_flag = (against == members) & (s_mean < -s_std)
+    results = {}
+    results["ensemble_strength"] = DetectorResult(
+        "ensemble_strength",
+        np.clip(1 - p_label1, 0, 1),
+        ens_flag,
+        [
+            f"{against[i]} of {members} models prefer {_side(not label_a[i])} "
+            f"(mean margin {s_mean[i]:+.2f}, spread {s_std[i]:.2f})"
+            for i in range(n)
+        ],
+    )
+
+    # 2. cleanlab on the same out-of-fold probabilities.
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    labels = (~label_a).astype(int)  # class 0 = "A better", 1 = "B better"
+    probs = np.clip(np.stack([p_a1, 1 - p_a1], axis=1), _EPS, 1 - _EPS)
+    if len(np.unique(labels)) == 2:
+        cl_flag = find_label_issues(labels, probs)
+        cl_score = 1 - get_label_quality_scores(labels, probs)
+    else:  # cleanlab needs both classes present
+        cl_flag = np.zeros(n, dtype=bool)
+        cl_score = 1 - p_label1
+    results["cleanlab"] = DetectorResult(
+        "cleanlab",
+        np.clip(cl_score, 0, 1),
+        np.asarray(cl_flag, dtype=bool),
+        [
+            f"confident learning: P(label {_side(label_a[i])}) = {p_label1[i]:.2f}"
+            + (" is below its class threshold" if cl_flag[i] else "")
+            for i in range(n)
+        ],
+    )
+    rate1 = noise_rate_estimate(label_a, p_a1)
+
+    # 3. Second round: retrain out-of-fold without the first round's likely-wrong pairs.
+    diff_r = diff_a
+    for _ in range(rounds - 1):
+        p_label = np.where(label_a, _sigmoid(diff_r).mean(0), 1 - _sigmoid(diff_r).mean(0))
+        cut = np.quantile(p_label, rate1)
+        diff_r = oof_diffs(trainer, fold, label_a, exclude=p_label <= cut)
+
+    # 4. Peer review.
+    p_peer, p_own, peer_flag = _peer_review(trainer, fold, label_a, rate1, peer_steps)
+    results["peer_review"] = DetectorResult(
+        "peer_review",
+        np.clip((p_peer + p_own) / 2, 0, 1),
+        peer_flag,
+        [
+            ("both peer models reject the label" if peer_flag[i] else "peer models")
+            + f" (P(label wrong) {p_peer[i]:.2f} by the peer, {p_own[i]:.2f} by its own model)"
+            for i in range(n)
+        ],
+    )
+
+    # 5. Annotator reliability (Dawid-Skene over the judgements).
+    ann_log_odds, has_votes, votes_a, votes = _annotator_evidence(data)
+    ann_wrong = np.where(has_votes, 1 - _sigmoid(sign * ann_log_odds), 0.0)
+    ann_reasons = []
+    for i in range(n):
+        if not has_votes[i]:
+            ann_reasons.append("no individual judgements")
+            continue
+        split = f"{votes_a[i]} for A, {votes[i] - votes_a[i]} for B"
+        ann_reasons.append(
+            f"annotators {split}; weighted by reliability P(label wrong) = {ann_wrong[i]:.2f}"
+        )
+    results["annotator_reliability"] = DetectorResult(
+        "annotator_reliability",
+        np.clip(ann_wrong, 0, 1),
+        has_votes & (ann_wrong > 0.5),
+        ann_reasons,
+    )
+
+    # 6. Combined: label-relative evidence, fitted on injected flips, noise-rate calibrated.
+    log_len = np.log1p(np.asarray(data.len_a, dtype=np.float64)) - np.log1p(
+        np.asarray(data.len_b, dtype=np.float64)
+    )
+    m2 = diff_r.mean(axis=0)
+    peer_a = np.where(label_a, 1 - p_peer, p_peer)  # peer's P(A better)
+    feats = [
+        m2,
+        diff_a.mean(axis=0),
+        np.sign(m2) * diff_r.std(axis=0) * -1.0,  # confident disagreement is evidence
+        _logit(np.clip(peer_a, 0.01, 0.99)),
+        log_len,
+    ]
+    if has_votes.any():
+        feats.append(ann_log_odds)
+    features_a = np.stack(feats, axis=1)
+    p_wrong_50 = _combined(features_a, label_a, seed)
+    # Back to P(A better) for the noise-rate estimate, then to P(wrong) at that rate.
+    p_a_comb = np.where(label_a, 1 - p_wrong_50, p_wrong_50)
+    rate = noise_rate_estimate(label_a, p_a_comb)
+    odds = _logit(p_wrong_50) + math.log(rate / (1 - rate))
+    p_wrong = _sigmoid(odds)
+    comb_flag = top_k_expected_f1(p_wrong)
+    comb_reasons = []
+    for i in range(n):
+        parts = [results["ensemble_strength"].reasons[i]]
+        if peer_flag[i]:
+            parts.append("both peer models reject it")
+        if has_votes[i]:
+            parts.append(f"annotators {votes_a[i]}-{votes[i] - votes_a[i]} (A-B)")
+        if data.margin is not None and np.isfinite(data.margin[i]):
+            parts.append(f"label margin {float(data.margin[i]):.2f}")
+        comb_reasons.append(f"P(label wrong) {p_wrong[i]:.2f}: " + "; ".join(parts))
+    results["combined"] = DetectorResult(
+        "combined", np.clip(p_wrong, 0, 1), comb_flag, comb_reasons
+    )
+    return [results[name] for name in DETECTOR_NAMES]

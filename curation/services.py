@@ -156,7 +156,15 @@ def _run_execute(run_id: int) -> None:
         running.update(phase="detecting", pairs=len(data.ids))
         from curation.detectors import detectors_run
 
-        results = detectors_run(data, progress=progress)
+        # The out-of-fold heads are of the active version's kind (no model may score a
+        # pair it trained on, so the active model itself cannot judge its own labels).
+        config = run.model_version.config if run.model_version else {}
+        results = detectors_run(
+            data,
+            members=int(config.get("members") or run.project.ensemble_members),
+            head=config.get("head") or "mlp",
+            progress=progress,
+        )
         with transaction.atomic():
             row = CurationRun.objects.select_for_update().get(pk=run_id)
             if row.status != CurationRun.Status.RUNNING:  # cancelled at the last moment

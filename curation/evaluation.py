@@ -154,3 +154,341 @@ def embeddings_for(
         return np.ascontiguousarray(np.stack([vectors[k] for k in keys]), dtype=np.float32)
 
     return stack(pairs.prompt_hash), stack(pairs.a_hash), stack(pairs.b_hash)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+POLICIES = ("drop", "flip")
+
+
+def prf(flagged: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
+    """Precision, recall and F1 of ``flagged`` against the true flipped set."""
+    tp = float((flagged & truth).sum())
+    precision = tp / flagged.sum() if flagged.sum() else 0.0
+    recall = tp / truth.sum() if truth.sum() else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+def rm_accuracy(
+    prompt: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    train_idx: np.ndarray,
+    train_label_a: np.ndarray,
+    test_idx: np.ndarray,
+    test_label_a: np.ndarray,
+    *,
+    members: int,
+    seed: int,
+    epochs: int | None,
+) -> float:
+    """Pairwise accuracy on the test rows of an ensemble trained on the given train labels."""
+    import torch
+
+    from curation.detectors import default_config
+    from scoring.train import PairArrays, ensemble_rewards, train_ensemble
+
+    la = np.asarray(train_label_a, dtype=bool)
+    tp, ta, tb = prompt[train_idx], a[train_idx], b[train_idx]
+    chosen = np.where(la[:, None], ta, tb)
+    rejected = np.where(la[:, None], tb, ta)
+    config = default_config(len(train_idx), members=members, seed=seed, epochs=epochs)
+    ens = train_ensemble(config, PairArrays(tp, chosen, rejected)).ensemble
+    p = torch.as_tensor(prompt[test_idx])
+    diff = ensemble_rewards(ens, p, torch.as_tensor(a[test_idx])) - ensemble_rewards(
+        ens, p, torch.as_tensor(b[test_idx])
+    )
+    p_a = torch.sigmoid(diff).mean(dim=0).numpy()
+    return float(((p_a > 0.5) == np.asarray(test_label_a, dtype=bool)).mean())
+
+
+@dataclass
+class EvalOptions:
+    flip_rates: tuple[float, ...] = (0.2, 0.4)
+    seeds: int = 3
+    seed_offset: int = 0
+    folds: int = 5
+    members: int = 5
+    epochs: int | None = None
+    rounds: int = 2
+    peer_steps: int = 2
+    test_fraction: float = 0.2
+    annotators: int = 0
+    # The policy whose accuracy is "acc_curated" in gap_recovered (fixed before the run).
+    policy: str = "drop"
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _sd(values: list[float]) -> float:
+    return float(np.std(values)) if len(values) > 1 else 0.0
+
+
+OURS = ("ensemble_strength", "peer_review", "combined")
+
+
+def simulate_annotators(
+    truth_a: np.ndarray, k: int, rng: np.random.Generator, *, pool: int | None = None
+) -> tuple[list[tuple[int, str, bool]], dict[str, tuple[str, float]]]:
+    """K judgements per item from a worker pool: reliable, careless and a few adversarial.
+
+    Pool (fixed shares): 60 % reliable (accuracy 0.75-0.95), 28 % careless (0.45-0.60, about a
+    coin flip), 12 % adversarial (0.10-0.30: mostly inverted). Each item gets K distinct
+    workers drawn uniformly. Returns the judgements and worker -> (kind, accuracy).
+    """
+    n = len(truth_a)
+    size = pool or max(k + 1, min(40, max(10, n * k // 120)))
+    kinds = []
+    for i in range(size):
+        share = i / size
+        kinds.append("reliable" if share < 0.60 else "careless" if share < 0.88 else "adversarial")
+    ranges = {"reliable": (0.75, 0.95), "careless": (0.45, 0.60), "adversarial": (0.10, 0.30)}
+    workers = {}
+    for i, kind in enumerate(kinds):
+        lo, hi = ranges[kind]
+        workers[f"{kind}-{i:02d}"] = (kind, float(rng.uniform(lo, hi)))
+    names = list(workers)
+    judgements = []
+    for item in range(n):
+        for w in rng.choice(len(names), size=min(k, len(names)), replace=False):
+            name = names[int(w)]
+            right = rng.random() < workers[name][1]
+            judgements.append((item, name, bool(truth_a[item] if right else not truth_a[item])))
+    return judgements, workers
+
+
+def _oof_model_p_a(
+    prompt, a, b, label_a, *, folds: int, members: int, seed: int, epochs: int | None
+) -> np.ndarray:
+    """Out-of-fold P(A better) of ensembles trained on ``label_a`` (no row scores itself)."""
+    from curation.detectors import CurationInput, _sigmoid, _Trainer, fold_assign, oof_diffs
+
+    n = len(label_a)
+    data = CurationInput(
+        ids=np.arange(n),
+        prompt=prompt,
+        a=a,
+        b=b,
+        label_a=label_a,
+        len_a=np.zeros(n, np.float32),
+        len_b=np.zeros(n, np.float32),
+        judgements=[],
+    )
+    trainer = _Trainer(
+        data, members=members, seed=seed, head="mlp", epochs=epochs, total=folds, progress=None
+    )
+    diff = oof_diffs(trainer, fold_assign(n, folds, seed + 11), np.asarray(label_a, bool))
+    return _sigmoid(diff).mean(axis=0)
+
+
+def annotators_evaluate(
+    prompt, a, b, truth_a, *, k: int, seed: int, opts: EvalOptions
+) -> dict[str, float]:
+    """Accuracy against ``truth_a`` of each aggregation of K simulated annotators per pair."""
+    from curation.reliability import labels_aggregate
+
+    rng = np.random.default_rng(10_000 + seed)
+    judgements, _workers = simulate_annotators(truth_a, k, rng)
+    n = len(truth_a)
+    out = {}
+    for method in ("majority", "dawid_skene", "mace"):
+        label, conf = labels_aggregate(judgements, n, method=method)
+        correct = (label == truth_a).astype(float)
+        correct[conf <= 0.5] = 0.5  # a tie is a coin flip
+        out[method] = float(correct.mean())
+    # Combined: reliability (Dawid-Skene) plus an out-of-fold model trained on the DS labels.
+    ds_label, _ = labels_aggregate(judgements, n, method="dawid_skene")
+    model_p_a = _oof_model_p_a(
+        prompt,
+        a,
+        b,
+        ds_label,
+        folds=opts.folds,
+        members=opts.members,
+        seed=seed,
+        epochs=opts.epochs,
+    )
+    label, _ = labels_aggregate(judgements, n, method="combined", model_p_a=model_p_a)
+    out["combined"] = float((label == truth_a).mean())
+    return out
+
+
+def evaluate(
+    prompt: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    label_a: np.ndarray,
+    len_a: np.ndarray,
+    len_b: np.ndarray,
+    opts: EvalOptions,
+    *,
+    log: Callable[[str], None] = lambda s: None,
+) -> dict:
+    """Run the whole evaluation; returns per-seed raw figures and the summary (see ``report``)."""
+    from curation.detectors import CurationInput, detectors_run
+
+    n = len(label_a)
+    label_a = np.asarray(label_a, dtype=bool)
+    raw: dict = {"detection": {}, "rm": {}, "annotators": [], "n": n}
+    for s in range(opts.seed_offset, opts.seed_offset + opts.seeds):
+        rng = np.random.default_rng(s)
+        perm = rng.permutation(n)
+        n_test = max(1, int(round(opts.test_fraction * n)))
+        test_idx, train_idx = np.sort(perm[:n_test]), np.sort(perm[n_test:])
+        clean = label_a[train_idx]
+        test_label = label_a[test_idx]
+        seed = s
+        oracle = rm_accuracy(
+            prompt,
+            a,
+            b,
+            train_idx,
+            clean,
+            test_idx,
+            label_a[test_idx],
+            members=opts.members,
+            seed=s,
+            epochs=opts.epochs,
+        )
+        for rate in opts.flip_rates:
+            flip = np.zeros(len(train_idx), dtype=bool)
+            flip[
+                rng.choice(len(train_idx), size=int(round(rate * len(train_idx))), replace=False)
+            ] = True
+            noisy = clean ^ flip
+            started = time.perf_counter()
+            results = detectors_run(
+                CurationInput(
+                    ids=train_idx.astype(np.int64),
+                    prompt=prompt[train_idx],
+                    a=a[train_idx],
+                    b=b[train_idx],
+                    label_a=noisy,
+                    len_a=len_a[train_idx],
+                    len_b=len_b[train_idx],
+                    judgements=[],
+                ),
+                folds=opts.folds,
+                members=opts.members,
+                seed=s,
+                epochs=opts.epochs,
+                rounds=opts.rounds,
+                peer_steps=opts.peer_steps,
+            )
+            took = time.perf_counter() - started
+            det = raw["detection"].setdefault(rate, {})
+            for r in results:
+                if r.name == "annotator_reliability":
+                    continue  # no judgements in this part
+                p, rc, f1 = prf(r.flagged, flip)
+                det.setdefault(r.name, []).append(
+                    {"precision": p, "recall": rc, "f1": f1, "flagged": int(r.flagged.sum())}
+                )
+            rm = raw["rm"].setdefault(rate, {})
+            rm.setdefault("oracle (clean labels)", []).append(oracle)
+
+            def acc(
+                labels: np.ndarray,
+                keep: np.ndarray | None = None,
+                split: tuple = (train_idx, test_idx, test_label, seed),
+            ) -> float:
+                train, test, truth, run_seed = split
+                idx = train if keep is None else train[keep]
+                lab = labels if keep is None else labels[keep]
+                return rm_accuracy(
+                    prompt,
+                    a,
+                    b,
+                    idx,
+                    lab,
+                    test,
+                    truth,
+                    members=opts.members,
+                    seed=run_seed,
+                    epochs=opts.epochs,
+                )
+
+            rm.setdefault("noisy labels", []).append(acc(noisy))
+            by_name = {r.name: r for r in results}
+            for name in ("combined", "cleanlab"):
+                flagged = by_name[name].flagged
+                rm.setdefault(f"{name}: drop flagged", []).append(acc(noisy, ~flagged))
+                rm.setdefault(f"{name}: flip flagged", []).append(acc(noisy ^ flagged))
+            f1s = {r.name: prf(r.flagged, flip)[2] for r in results}
+            log(
+                f"seed {s} rate {rate}: detectors {took:.0f} s; F1 "
+                + " ".join(f"{k}={v:.3f}" for k, v in f1s.items())
+                + f"; acc noisy={rm['noisy labels'][-1]:.3f} oracle={oracle:.3f} "
+                + f"drop={rm['combined: drop flagged'][-1]:.3f} "
+                + f"flip={rm['combined: flip flagged'][-1]:.3f}"
+            )
+        if opts.annotators:
+            agg = annotators_evaluate(prompt, a, b, label_a, k=opts.annotators, seed=s, opts=opts)
+            raw["annotators"].append(agg)
+            log(f"seed {s} annotators: " + " ".join(f"{k}={v:.3f}" for k, v in agg.items()))
+    return raw
+
+
+def report(raw: dict, opts: EvalOptions) -> tuple[list[str], str]:
+    """The table (markdown lines) and the last line of ``eval_curation``."""
+    lines = []
+    summary: dict[str, float] = {}
+    for rate, det in raw["detection"].items():
+        pct = int(round(rate * 100))
+        lines.append(f"### Flip rate {pct} % ({opts.seeds} seeds, mean ± sd)")
+        lines.append("")
+        lines.append("| detector | flagged | precision | recall | F1 |")
+        lines.append("|---|---:|---:|---:|---:|")
+        for name, rows in det.items():
+            cells = [f"{_mean([r['flagged'] for r in rows]):.0f}"]
+            for key in ("precision", "recall", "f1"):
+                vals = [r[key] for r in rows]
+                cells.append(f"{_mean(vals):.3f} ± {_sd(vals):.3f}")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+        f1 = {name: _mean([r["f1"] for r in rows]) for name, rows in det.items()}
+        best = max(OURS, key=lambda k: f1.get(k, -1))
+        summary[f"f1_best_{pct}"] = f1[best]
+        summary[f"f1_cleanlab_{pct}"] = f1["cleanlab"]
+        lines.append(f"Best of ours: {best} (F1 {f1[best]:.3f}); cleanlab {f1['cleanlab']:.3f}.")
+        lines.append("")
+        rm = raw["rm"][rate]
+        lines.append("| reward model trained on | held-out accuracy (clean labels) |")
+        lines.append("|---|---:|")
+        for name, vals in rm.items():
+            lines.append(f"| {name} | {_mean(vals):.3f} ± {_sd(vals):.3f} |")
+        noisy, oracle = _mean(rm["noisy labels"]), _mean(rm["oracle (clean labels)"])
+        curated = _mean(rm[f"combined: {opts.policy} flagged"])
+        gap = (curated - noisy) / (oracle - noisy) if oracle != noisy else float("nan")
+        summary[f"gap_recovered_{pct}"] = gap
+        lines.append("")
+        lines.append(
+            f"Gap recovered (combined, {opts.policy} flagged; from seed-mean accuracies): {gap:.3f}"
+        )
+        lines.append("")
+    if raw["annotators"]:
+        lines.append(f"### Aggregating {opts.annotators} simulated annotators per pair")
+        lines.append("")
+        lines.append("| method | accuracy vs the file's label |")
+        lines.append("|---|---:|")
+        for method in raw["annotators"][0]:
+            vals = [r[method] for r in raw["annotators"]]
+            lines.append(f"| {method} | {_mean(vals):.3f} ± {_sd(vals):.3f} |")
+            summary[f"agg_{method}"] = _mean(vals)
+        lines.append("")
+
+    def fmt(key: str) -> str:
+        value = summary.get(key, float("nan"))
+        return f"{value:.4f}"
+
+    parts = []
+    for key in ("f1_best_20", "f1_cleanlab_20", "f1_best_40", "f1_cleanlab_40", "gap_recovered_40"):
+        parts.append(f"{key}={fmt(key)}")
+    last = " ".join(parts)
+    if raw["annotators"]:
+        best = max(summary[f"agg_{m}"] for m in ("dawid_skene", "mace", "combined"))
+        last += f" agg_acc_majority={summary['agg_majority']:.4f} agg_acc_best={best:.4f}"
+    return lines, last

@@ -1,0 +1,60 @@
+"""python manage.py judge_pairs --project SLUG --annotator NAME [--scope all|routed] [--wait]"""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from annotation.exceptions import ApplicationError
+from annotation.models import Project
+from curation.judges.models import AIJudgingRun
+from curation.judges.selectors import annotator_get_by_name
+from curation.judges.services import ai_judging_run_create, ai_judging_run_execute
+
+
+class Command(BaseCommand):
+    help = "Run an AI annotator over a project's comparisons (queued for the worker, or --wait)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--project", required=True, help="project slug")
+        parser.add_argument("--annotator", required=True, help="AI annotator name")
+        parser.add_argument(
+            "--scope",
+            choices=[AIJudgingRun.Scope.ALL, AIJudgingRun.Scope.ROUTED],
+            default=AIJudgingRun.Scope.ALL,
+            help="all comparisons, or only those routed to AI (route ai or both)",
+        )
+        parser.add_argument(
+            "--wait", action="store_true", help="judge in this process and print the counts"
+        )
+
+    def handle(self, *args, **options) -> None:
+        project = Project.objects.filter(slug=options["project"]).first()
+        if project is None:
+            raise CommandError(f"No project '{options['project']}'.")
+        annotator = annotator_get_by_name(project=project, name=options["annotator"])
+        if annotator is None:
+            raise CommandError(
+                f"Project '{project.slug}' has no AI annotator '{options['annotator']}'."
+            )
+        try:
+            run = ai_judging_run_create(
+                annotator=annotator, scope=options["scope"], enqueue=not options["wait"]
+            )
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from exc
+        if not options["wait"]:
+            self.stdout.write(f"run={run.id} status=queued model_version={run.model_version}")
+            return
+
+        def progress(done: int, total: int) -> None:
+            self.stderr.write(f"\r{done}/{total}", ending="")
+
+        run = ai_judging_run_execute(run=run, progress=progress)
+        self.stderr.write("")
+        if run.status == AIJudgingRun.Status.FAILED:
+            raise CommandError(f"run {run.id} failed: {run.error}")
+        self.stdout.write(
+            f"run={run.id} status={run.status} total={run.total} ok={run.ok_count} "
+            f"failed={run.failed_count} skipped={run.skipped_count} "
+            f"model_version={run.model_version}"
+        )

@@ -78,7 +78,8 @@ def test_remote_judge_served_by_the_bundled_smollm(project, smollm, caplog):
     verdict = AIVerdict.objects.get(comparison=comparison)
     assert verdict.status == "ok"
     # From the served logprobs, not the fixed fallback (0.8 / 0.2).
-    assert 0 < verdict.p_a_ab < 1 and verdict.p_a_ab not in (0.8, 0.2)
+    assert 0 < verdict.p_a_ab < 1
+    assert verdict.p_a_ab not in (0.8, 0.2)
     assert verdict.p_a == pytest.approx((verdict.p_a_ab + verdict.p_a_ba) / 2)
     assert 0 <= verdict.confidence <= 1
     judgement = Judgement.objects.get(comparison=comparison)
@@ -201,7 +202,8 @@ def test_a_server_that_echoes_the_key_does_not_leak_it(project, caplog):
         run = ai_judgements_run(annotator=_remote(project, server))
     v = AIVerdict.objects.get(comparison=comparison)
     assert v.status == "failed"
-    assert "HTTP 400" in v.error and "[key]" in v.error
+    assert "HTTP 400" in v.error
+    assert "[key]" in v.error
     assert KEY not in v.error
     assert KEY not in run.error
     assert KEY not in caplog.text

@@ -16,4 +16,5 @@ urlpatterns = [
     path("", include("scoring.urls")),
     path("", include("curation.urls")),
     path("", include("curation.routing.urls")),
+    path("", include("curation.judges.urls")),
 ]

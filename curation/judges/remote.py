@@ -108,6 +108,8 @@ class RemoteJudge:
             raise _Retryable(f"timed out after {self.timeout:g} s") from None
         except requests.ConnectionError as exc:
             raise _Retryable(f"connection failed ({type(exc).__name__})") from None
+        except requests.RequestException as exc:  # a bad URL, too many redirects, ...
+            raise JudgeFailure(f"request failed ({type(exc).__name__})", 0) from None
         status = response.status_code
         if status == 429 or status >= 500:
             raise _Retryable(f"HTTP {status}", _retry_after(response))

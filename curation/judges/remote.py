@@ -11,12 +11,19 @@ Authorization header: it is scrubbed from every error message this module makes.
 from __future__ import annotations
 
 import logging
+import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import requests
 
-from curation.judges.verdicts import FIXED_P, answer_parse, p_first_from_top_logprobs
+from curation.judges.verdicts import (
+    FIXED_P,
+    answer_parse,
+    judge_messages,
+    p_first_from_top_logprobs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -154,3 +161,67 @@ def _p_from_logprobs(logprobs) -> float | None:
         ]
         return p_first_from_top_logprobs(top or [(token.get("token"), token.get("logprob"))])
     return None
+
+
+@dataclass
+class PairAnswer:
+    """Both orders of one pair: p_a_ab = P(A) asked A/B, p_a_ba = P(A) asked B/A (already
+    mapped back to the canonical A); NaN and `error` set when either order failed."""
+
+    p_a_ab: float
+    p_a_ba: float
+    attempts: int
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+def pair_ask(
+    judge: RemoteJudge,
+    prompt: str,
+    a: str,
+    b: str,
+    *,
+    template: str = "",
+    max_chars: int = 4000,
+    session: requests.Session | None = None,
+) -> PairAnswer:
+    """Ask `judge` about one pair in both orders (A/B, then B/A)."""
+    attempts = 0
+    with session or requests.Session() as http:
+        try:
+            p_ab, n = judge.p_first(
+                judge_messages(
+                    prompt=prompt, first=a, second=b, template=template, max_chars=max_chars
+                ),
+                http,
+            )
+            attempts += n
+            p_first_ba, n = judge.p_first(
+                judge_messages(
+                    prompt=prompt, first=b, second=a, template=template, max_chars=max_chars
+                ),
+                http,
+            )
+            attempts += n
+        except JudgeFailure as exc:
+            return PairAnswer(math.nan, math.nan, attempts + exc.attempts, exc.message[:500])
+    return PairAnswer(p_ab, 1.0 - p_first_ba, attempts)
+
+
+def pairs_ask(
+    judge: RemoteJudge,
+    pairs: list[tuple[str, str, str]],
+    *,
+    template: str = "",
+    max_chars: int = 4000,
+    concurrency: int = 4,
+) -> list[PairAnswer]:
+    """pair_ask over (prompt, a, b) triples, `concurrency` at a time, in order. A plain entry
+    point (no Django) for simulations; orders_combine turns the answers into verdicts."""
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        return list(
+            pool.map(lambda t: pair_ask(judge, *t, template=template, max_chars=max_chars), pairs)
+        )

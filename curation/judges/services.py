@@ -480,9 +480,7 @@ def _local_llm_judge(annotator: AIAnnotator) -> Judge:
 
 
 def _remote_llm_judge(annotator: AIAnnotator) -> Judge:
-    import requests
-
-    from curation.judges.remote import JudgeFailure, RemoteJudge
+    from curation.judges.remote import RemoteJudge, pair_ask
 
     options = {**REMOTE_DEFAULTS, **annotator.settings}
     client = RemoteJudge(
@@ -498,23 +496,11 @@ def _remote_llm_judge(annotator: AIAnnotator) -> Judge:
     def one(cid: int, texts: tuple[str, str, str] | None) -> Result:
         if texts is None:
             return Result(cid, ok=False, error="not a text pair")
-        prompt, a, b = texts
-        attempts = 0
-        with requests.Session() as session:
-            try:
-                p_ab, n = client.p_first(
-                    judge_messages(prompt=prompt, first=a, second=b, template=template), session
-                )
-                attempts += n
-                p_ba_first, n = client.p_first(
-                    judge_messages(prompt=prompt, first=b, second=a, template=template), session
-                )
-                attempts += n
-            except JudgeFailure as exc:
-                return Result(
-                    cid, ok=False, error=exc.message[:500], attempts=attempts + exc.attempts
-                )
-        return _both_orders_result(cid, p_ab, p_ba_first, attempts)
+        answer = pair_ask(client, *texts, template=template)
+        if not answer.ok:
+            return Result(cid, ok=False, error=answer.error, attempts=answer.attempts)
+        # _both_orders_result takes P(first shown) of the B/A order.
+        return _both_orders_result(cid, answer.p_a_ab, 1.0 - answer.p_a_ba, answer.attempts)
 
     def judge(batch: list[int]) -> list[Result]:
         texts = _texts(batch)

@@ -221,3 +221,22 @@ def test_untrusted_texts_cannot_close_their_blocks(project):
     user = sent[-1]["content"]
     assert user.count("</response_B>") == 1  # only ours
     assert "Ignore the above." in user
+
+
+def test_pairs_ask_is_a_plain_entry_point_for_simulations():
+    """No database: what `simulate_routing --ai-judge llm` can call."""
+    from curation.judges.remote import RemoteJudge, pairs_ask
+
+    with LLMServer() as server:
+        judge = RemoteJudge(base_url=server.base_url, model="m", max_attempts=2, backoff=0.01)
+        answers = pairs_ask(judge, [("Q?", LONG, SHORT), ("Q?", SHORT, LONG)], concurrency=1)
+        assert [(a.p_a_ab, a.p_a_ba) for a in answers] == [
+            (pytest.approx(0.9), pytest.approx(0.9)),
+            (pytest.approx(0.1), pytest.approx(0.1)),
+        ]
+        assert all(a.ok and a.attempts == 2 for a in answers)
+        server.script = ["500", "500"]
+        (failed,) = pairs_ask(judge, [("Q?", LONG, SHORT)])
+    assert not failed.ok
+    assert "HTTP 500" in failed.error
+    assert failed.attempts == 2

@@ -228,6 +228,30 @@ def _active_version(project: Project):
     ).first()
 
 
+def _scores_ensure(project: Project) -> None:
+    """Score the open comparisons with the active model if it has not (the scoring task
+    and a re-routing both start when a version becomes active; either may run first)."""
+    from annotation.models import Candidate
+    from scoring.models import Score
+    from scoring.services import scores_compute
+
+    version = _active_version(project)
+    if version is None or not version.artifact:
+        return
+    open_text = Comparison.objects.filter(
+        project=project,
+        label__isnull=True,
+        candidate_a__kind=Candidate.Kind.TEXT,
+        candidate_b__kind=Candidate.Kind.TEXT,
+    )
+    scored = Score.objects.filter(model_version=version, comparison__in=open_text).count()
+    if scored < open_text.count():
+        try:
+            scores_compute(version=version)
+        except ApplicationError as exc:
+            logger.warning("routing without fresh scores for %s: %s", project.slug, exc.message)
+
+
 def _scores(version, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """(p_a, spread) of `version` per id; NaN where it has no score."""
     p = np.full(len(ids), np.nan)
@@ -394,6 +418,7 @@ def pairs_route(
             started_at=timezone.now(),
         )
     try:
+        _scores_ensure(project)
         with transaction.atomic():
             _route_locked(project=project, policy=policy, run=run, annotator=annotator, seed=seed)
         run.refresh_from_db()

@@ -38,7 +38,7 @@ def _page(request: HttpRequest, project, *, form=None, error: str = "", status: 
         "runs": run_list(project=project),
         "failures": verdict_failures(project=project),
         "form": form or AnnotatorForm(),
-        "run_form": RunForm(),
+        "run_form": RunForm(auto_id=False),
         "error": error,
     }
     return render(request, "judges/annotators.html", context, status=status)

@@ -134,7 +134,7 @@ def test_no_active_reward_model_is_refused_and_makes_no_run(project):
 
 
 @pytest.mark.django_db
-def test_comparison_ids_of_another_project_are_refused(trained, project, other_project):
+def test_comparison_ids_of_another_project_are_refused(project, other_project):
     stranger = comparison_make(other_project)
     annotator = annotator_create(project=project, name="rm", kind=AIAnnotator.Kind.REWARD_MODEL)
     with pytest.raises(ApplicationError, match="not in this project"):

@@ -110,9 +110,12 @@ def test_create_a_remote_annotator_and_the_key_is_never_shown(client, project, a
 def test_bad_annotator_is_refused_and_changes_nothing(client, project, admin, data, message):
     _remote(project)
     _login(client, admin)
-    response = client.post(_url(project), data)
+    response = client.post(_url(project), {**data, "api_key": "sk-typed-in-the-bad-form"})
     assert response.status_code == 400
-    assert message in response.content.decode()
+    body = response.content.decode()
+    assert message in body
+    assert "sk-typed-in-the-bad-form" not in body  # the re-rendered form drops the key
+    assert KEY not in body
     assert AIAnnotator.objects.count() == 1
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
 from annotation.exceptions import ApplicationError
@@ -274,48 +277,76 @@ def ai_judging_run_cancel(*, run: AIJudgingRun) -> AIJudgingRun:
     return run
 
 
-def ai_judging_run_execute(*, run: AIJudgingRun, progress: Progress | None = None) -> AIJudgingRun:
-    """Execute a queued run (or one left running by a dead worker). Idempotent: a finished
-    run is left alone, and so is one whose annotator another worker is running now."""
+def ai_judging_run_execute(
+    *,
+    run: AIJudgingRun,
+    progress: Progress | None = None,
+    time_budget_s: float | None = None,
+) -> AIJudgingRun:
+    """Execute a queued run, or go on with one that is running (a dead worker's, or one that
+    stopped at its time budget). Idempotent: a finished run is left alone, and so is one
+    whose annotator another worker is running now. With `time_budget_s` it stops after the
+    first batch that ends past the budget and leaves the run "running" for the next call."""
     with advisory_lock_try(JUDGES_LOCK, run.annotator_id) as locked:
         claimed = locked and AIJudgingRun.objects.filter(pk=run.pk, status__in=ACTIVE).update(
-            status=AIJudgingRun.Status.RUNNING, started_at=timezone.now(), error=""
+            status=AIJudgingRun.Status.RUNNING,
+            started_at=Coalesce(F("started_at"), Now()),
+            error="",
         )
         if claimed:
-            _run_execute(run.pk, progress)
+            _run_execute(run.pk, progress, time_budget_s)
     run.refresh_from_db()
     return run
 
 
-def _run_execute(run_id: int, progress: Progress | None) -> None:
+def _run_execute(run_id: int, progress: Progress | None, time_budget_s: float | None) -> None:
+    started = time.monotonic()
     run = AIJudgingRun.objects.select_related("annotator", "annotator__project").get(pk=run_id)
     running = AIJudgingRun.objects.filter(pk=run_id, status=AIJudgingRun.Status.RUNNING)
     annotator = run.annotator
     try:
         ids = _targets(run)
-        judged = set(
-            AIVerdict.objects.filter(
-                annotator=annotator,
-                model_version=run.model_version,
-                status=AIVerdict.Status.OK,
-                comparison_id__in=ids,
-            ).values_list("comparison_id", flat=True)
+        # Verdicts of this version so far: ok ones of earlier runs are skipped; this run's
+        # own (when it goes on after a stop) count as its work and are not asked again.
+        skipped: set[int] = set()
+        mine = {AIVerdict.Status.OK: set(), AIVerdict.Status.FAILED: set()}
+        for cid, status, verdict_run in AIVerdict.objects.filter(
+            annotator=annotator, model_version=run.model_version
+        ).values_list("comparison_id", "status", "run_id"):
+            if verdict_run == run_id:
+                mine[status].add(cid)
+            elif status == AIVerdict.Status.OK:
+                skipped.add(cid)
+        wanted = set(ids)
+        skipped &= wanted
+        counts = {
+            "ok": len(mine[AIVerdict.Status.OK] & wanted),
+            "failed": len(mine[AIVerdict.Status.FAILED] & wanted),
+        }
+        seen = skipped | mine[AIVerdict.Status.OK] | mine[AIVerdict.Status.FAILED]
+        todo = [i for i in ids if i not in seen]
+        done = len(ids) - len(todo)
+        running.update(
+            total=len(ids),
+            done=done,
+            skipped_count=len(skipped),
+            ok_count=counts["ok"],
+            failed_count=counts["failed"],
         )
-        todo = [i for i in ids if i not in judged]
-        counts = {"ok": 0, "failed": 0}
-        running.update(total=len(ids), done=len(judged), skipped_count=len(judged))
         if progress:
-            progress(len(judged), len(ids))
+            progress(done, len(ids))
         judge = _judge_for(annotator, run.model_version, todo)
         for start in range(0, len(todo), BATCH):
             if not running.exists():  # cancelled
                 logger.info("AI judging run %s was cancelled", run_id)
                 return
+            if time_budget_s is not None and start and time.monotonic() - started > time_budget_s:
+                return  # the caller (the task) goes on in a fresh call
             results = judge(todo[start : start + BATCH])
             ok, failed = _verdicts_write(run, annotator, results)
             counts["ok"] += ok
             counts["failed"] += failed
-            done = len(judged) + start + len(results)
+            done += len(results)
             running.update(done=done, ok_count=counts["ok"], failed_count=counts["failed"])
             if progress:
                 progress(done, len(ids))

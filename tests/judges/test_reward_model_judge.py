@@ -159,3 +159,19 @@ def test_given_ids_only_and_agreement_with_humans(trained, project, admin, annot
     judgement_make(Comparison.objects.get(pk=ids[2]), admin, "a")
     judgement_make(Comparison.objects.get(pk=ids[2]), annotator, "b")
     assert ai_human_agreement(annotator=rm) == {"n": 2, "agree": 1, "rate": 0.5}
+
+
+@pytest.mark.django_db
+def test_a_run_stopped_at_its_time_budget_goes_on_where_it_stopped(trained, project):
+    from curation.judges.services import BATCH, ai_judging_run_create, ai_judging_run_execute
+
+    annotator = annotator_create(project=project, name="rm", kind=AIAnnotator.Kind.REWARD_MODEL)
+    run = ai_judging_run_create(annotator=annotator, enqueue=False)
+
+    run = ai_judging_run_execute(run=run, time_budget_s=0)  # one batch, then it stops
+
+    assert (run.status, run.done, run.ok_count, run.total) == ("running", BATCH, BATCH, 40)
+    assert AIVerdict.objects.count() == BATCH
+    run = ai_judging_run_execute(run=run)  # what the next task call does
+    assert (run.status, run.done, run.ok_count, run.skipped_count) == ("succeeded", 40, 40, 0)
+    assert Judgement.objects.filter(source_kind="ai").count() == 40

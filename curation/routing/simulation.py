@@ -292,6 +292,11 @@ def simulate_seed(
 
     for budget in config.budgets:
         budget_n = int(np.floor(budget * n_pool + 1e-9))
+        if budget_n < 2:
+            raise ValueError(
+                f"a {budget:.0%} budget is {budget_n} of the {n_pool} pool pairs: too few to "
+                "train a judge on; use a larger budget or file"
+            )
         seed_n = min(seed_n_default, budget_n)
         seed_idx, rest, p_rest, s_rest, v_rest, p_seed, s_seed, v_seed = judged(seed_n)
         slots = budget_n - seed_n

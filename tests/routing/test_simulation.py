@@ -1,0 +1,58 @@
+"""simulate_routing --quick on a tiny generated TRL file."""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+import pytest
+from django.core.management import CommandError, call_command
+
+import curation.evaluation
+
+TOPICS = ["bread", "tea", "bikes", "taxes", "python", "gardens", "chess", "jazz", "rain", "maps"]
+KEYS = ("acc_hyper_30", "acc_uncertainty_30", "acc_random_30", "acc_all_ai", "acc_all_human")
+
+
+@pytest.fixture
+def trl_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(curation.evaluation, "CACHE_DIR", tmp_path / "cache")
+    rows = []
+    for i in range(60):
+        topic = TOPICS[i % len(TOPICS)]
+        rows.append(
+            {
+                "prompt": f"Tell me about {topic} ({i})",
+                "chosen": f"Gladly! {topic} is lovely; here is a kind, detailed answer {i}.",
+                "rejected": f"No. {topic}? Figure it out yourself ({i}).",
+            }
+        )
+    path = tmp_path / "tiny.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in rows))
+    return path
+
+
+def test_simulate_routing_quick_prints_the_table_and_the_last_line(trl_file, capsys, tmp_path):
+    call_command(
+        "simulate_routing", str(trl_file), "--quick", "--seeds", "1", "--budgets", "0.3,0.5",
+        "--human-noise", "0.1",
+    )  # fmt: skip
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "| policy | budget |" in "\n".join(out)
+    assert any(line.startswith("| gain | 30% |") for line in out)
+    last = out[-1]
+    assert re.fullmatch(" ".join(rf"{k}=(0(\.\d+)?|1(\.0+)?)" for k in KEYS), last), last
+    values = dict(pair.split("=") for pair in last.split())
+    assert set(values) == set(KEYS)
+    assert all(0.0 <= float(v) <= 1.0 for v in values.values())
+    # The embeddings were cached under the (patched) cache folder, keyed by the file hash.
+    assert list((tmp_path / "cache").glob("*.npz"))
+
+
+def test_simulate_routing_refuses_bad_arguments(trl_file):
+    with pytest.raises(CommandError, match="--budgets"):
+        call_command("simulate_routing", str(trl_file), "--budgets", "0.3,lots")
+    with pytest.raises(CommandError, match="no such file"):
+        call_command("simulate_routing", str(trl_file) + ".missing")
+    with pytest.raises(CommandError, match="--llm-base-url"):
+        call_command("simulate_routing", str(trl_file), "--ai-judge", "llm")

@@ -52,3 +52,14 @@ def routing_run_get(*, project: Project, run_id: int) -> RoutingRun:
     if run is None:
         raise Http404("No such routing run.")
     return run
+
+
+def routing_decision_current(*, comparison_id: int):
+    """The comparison's current routing decision (its latest), or None."""
+    from curation.routing.models import RoutingDecision
+
+    return (
+        RoutingDecision.objects.filter(comparison_id=comparison_id)
+        .order_by("-created_at", "-id")
+        .first()
+    )

@@ -18,6 +18,7 @@ from curation.judges.services import annotator_create
 from curation.judges.verdicts import reward_model_verdicts
 from curation.routing.models import RoutingDecision, RoutingRun
 from curation.routing.policies import uncertainty_score
+from curation.routing.selectors import routing_decision_current
 from curation.routing.services import pairs_route, routing_budget, routing_settings_update
 from scoring.models import ModelVersion, Score
 from scoring.signals import model_version_activated
@@ -69,6 +70,9 @@ def test_routing_keeps_labels_writes_routes_priorities_and_decisions(project, an
     assert decisions.count() == 10
     assert {d.comparison_id for d in decisions} == {c.id for c in open_pairs}
     assert decisions.filter(route="human").count() == 3
+    first = open_pairs[0]
+    first.refresh_from_db()
+    assert routing_decision_current(comparison_id=first.id).route == first.route
     budget = routing_budget(project=project)
     assert (budget.limit, budget.spent, budget.left) == (5, 5, 0)
 
@@ -191,6 +195,9 @@ def test_budget_holds_under_concurrent_rerouting(project, annotator):
     _human_labelled(project, annotator, 2)
     open_pairs_make(project, 40)
     routing_settings_update(project=project, policy="random", budget="7")
+    # A first routing, so that the concurrent ones start from routed pairs and each writes
+    # only what it changes: without the lock their changes would add up past the budget.
+    pairs_route(project=project, seed=99, apply_ai_labels=False)
     errors: list = []
     barrier = threading.Barrier(6)
     threads = [
@@ -203,7 +210,7 @@ def test_budget_holds_under_concurrent_rerouting(project, annotator):
         t.join(timeout=120)
     assert not errors, errors
     runs = RoutingRun.objects.filter(project=project)
-    assert runs.count() == 6
+    assert runs.count() == 7
     assert all(r.status == "succeeded" and r.counts["human"] == 5 for r in runs)
     # 2 labelled by humans + 5 in the human queue: exactly the budget, never more.
     assert len(_routed(project, "human")) == 5

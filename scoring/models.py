@@ -43,6 +43,10 @@ class ModelVersion(models.Model):
         HEADS = "heads", "Heads on embeddings"
         TRANSFORMER = "transformer", "Fine-tuned transformer"
 
+    class Trigger(models.TextChoices):
+        MANUAL = "manual", "Started by hand"
+        AUTO = "auto", "Started after new labels"
+
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
@@ -54,6 +58,12 @@ class ModelVersion(models.Model):
     kind = models.CharField(max_length=12, choices=Kind.choices)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     config = models.JSONField(default=dict, blank=True)
+    trigger = models.CharField(max_length=6, choices=Trigger.choices, default=Trigger.MANUAL)
+    # The Celery queue the run went to ("cpu" or "gpu").
+    queue = models.CharField(max_length=20, default="cpu")
+    # Labelled A/B pairs of the project when the run was started: automatic training
+    # counts new labels from the newest run's figure.
+    label_count = models.PositiveIntegerField(default=0)
     label_set_hash = models.CharField(max_length=64, blank=True)
     artifact = models.FileField(upload_to="models/%Y/%m/", blank=True)
     metrics = models.JSONField(default=dict, blank=True)

@@ -4,7 +4,12 @@ from celery import shared_task
 
 from annotation.models import Project
 from scoring.models import ModelVersion
-from scoring.services import embeddings_compute_project, model_version_train, scores_compute
+from scoring.services import (
+    embeddings_compute_project,
+    model_version_auto_train,
+    model_version_train,
+    scores_compute,
+)
 
 
 # Routed to the "gpu" queue when SCORING_DEVICE=cuda (CELERY_TASK_ROUTES in settings).
@@ -33,3 +38,13 @@ def scores_compute_task(version_id: int) -> int:
     if version is None:  # deleted, or not (yet) trained
         return 0
     return scores_compute(version=version)
+
+
+@shared_task(acks_late=True)
+def model_version_auto_train_task(project_id: int) -> int | None:
+    """Start a run if the project has enough new labels (see model_version_auto_train)."""
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return None
+    version = model_version_auto_train(project=project)
+    return version.pk if version else None

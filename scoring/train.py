@@ -309,6 +309,21 @@ def train_ensemble(
     )
 
 
+def fast_dtype(device: str | torch.device = "cpu") -> torch.dtype:
+    """The dtype scoring's matrix products run fastest in on ``device`` without changing an
+    answer by more than about 0.01 in P(A > B): bfloat16 where the hardware computes it
+    natively (CPUs with AVX512-BF16 or AMX, CUDA GPUs that support it), float32 elsewhere,
+    where bfloat16 is emulated and slower."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        native = False
+    return torch.bfloat16 if native else torch.float32
+
+
 @torch.inference_mode()
 def ensemble_rewards(
     ensemble: RewardEnsemble,
@@ -316,20 +331,29 @@ def ensemble_rewards(
     response: ArrayLike,
     *,
     batch_size: int = 16384,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """Every member's reward for (prompt, response) rows: (M, N) float32 on the CPU."""
+    """Every member's reward for (prompt, response) rows: (M, N) float32 on the CPU.
+
+    ``dtype=torch.bfloat16`` runs the matrix products in bfloat16 (autocast; rewards are
+    still returned as float32): about 3 times faster on CPUs with native bfloat16, rewards
+    within about 1 % (see ``fast_dtype``).
+    """
     prompt = torch.as_tensor(prompt, dtype=torch.float32)
     response = torch.as_tensor(response, dtype=torch.float32)
     device = next(ensemble.parameters()).device
     was_training = ensemble.training
     ensemble.eval()
     try:
-        out = [
-            ensemble.reward_pairs(
-                prompt[s : s + batch_size].to(device), response[s : s + batch_size].to(device)
-            ).cpu()
-            for s in range(0, len(prompt), batch_size)
-        ]
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            out = [
+                ensemble.reward_pairs(
+                    prompt[s : s + batch_size].to(device), response[s : s + batch_size].to(device)
+                )
+                .float()
+                .cpu()
+                for s in range(0, len(prompt), batch_size)
+            ]
     finally:
         ensemble.train(was_training)
     if not out:
@@ -344,15 +368,39 @@ def ensemble_score(
     b: ArrayLike,
     *,
     batch_size: int = 16384,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[np.ndarray, np.ndarray]:
     """P(A better than B) per pair: ensemble mean of ``sigmoid(r_a - r_b)`` and its spread.
 
     The spread is the standard deviation across members (population form, so 0 for M = 1).
-    Returns two float32 arrays of shape (N,).
+    Returns two float32 arrays of shape (N,). ``dtype``: see ``ensemble_rewards``.
     """
-    diff = ensemble_rewards(ensemble, prompt, a, batch_size=batch_size) - ensemble_rewards(
-        ensemble, prompt, b, batch_size=batch_size
-    )
+    diff = ensemble_rewards(
+        ensemble, prompt, a, batch_size=batch_size, dtype=dtype
+    ) - ensemble_rewards(ensemble, prompt, b, batch_size=batch_size, dtype=dtype)
+    return _probabilities(diff)
+
+
+def ensemble_score_indexed(
+    ensemble: RewardEnsemble,
+    prompt: ArrayLike,
+    response: ArrayLike,
+    index_a: np.ndarray,
+    index_b: np.ndarray,
+    *,
+    batch_size: int = 16384,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``ensemble_score`` for pairs given as indexes into unique (prompt, response) rows:
+    pair i compares row ``index_a[i]`` with row ``index_b[i]`` (rows that share a prompt).
+    A response that appears in several comparisons goes through the heads once."""
+    rewards = ensemble_rewards(ensemble, prompt, response, batch_size=batch_size, dtype=dtype)
+    index_a = torch.as_tensor(np.asarray(index_a, dtype=np.int64))
+    index_b = torch.as_tensor(np.asarray(index_b, dtype=np.int64))
+    return _probabilities(rewards[:, index_a] - rewards[:, index_b])
+
+
+def _probabilities(diff: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     p = torch.sigmoid(diff)
     return p.mean(dim=0).numpy(), p.std(dim=0, correction=0).numpy()
 

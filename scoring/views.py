@@ -16,6 +16,7 @@ from annotation.selectors import project_get_for
 from scoring.models import ModelVersion
 from scoring.selectors import model_version_get, model_version_list
 from scoring.services import model_version_cancel, model_version_train_start
+from scoring.transformer import BACKBONES
 
 ADMIN = (Membership.Role.ADMIN,)
 REVIEWERS = (Membership.Role.ADMIN, Membership.Role.REVIEWER)
@@ -37,6 +38,7 @@ def _page(request: HttpRequest, project, *, error: str = "", status: int = 200) 
         "versions": model_version_list(project=project),
         "is_admin": _is_admin(request, project),
         "error": error,
+        "backbones": BACKBONES,
     }
     return render(request, "scoring/models.html", context, status=status)
 
@@ -69,8 +71,12 @@ def model_version_detail(request: HttpRequest, slug: str, version_id: int) -> Ht
 @require_POST
 def model_train(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_get_for(user=request.user, slug=slug, roles=ADMIN)
+    kind = request.POST.get("kind", ModelVersion.Kind.HEADS)
+    config = {}
+    if kind == ModelVersion.Kind.TRANSFORMER and request.POST.get("backbone"):
+        config["backbone"] = request.POST["backbone"]
     try:
-        version = model_version_train_start(project=project, kind=ModelVersion.Kind.HEADS)
+        version = model_version_train_start(project=project, kind=kind, config=config)
     except ApplicationError as exc:
         return _page(request, project, error=exc.message, status=400)
     messages.success(request, f"Training run #{version.id} queued.")

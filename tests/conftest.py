@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -97,21 +98,36 @@ def outsider(other_project):
 # ---------------------------------------------------------------- a real Celery worker
 
 
-@pytest.fixture(scope="session")
-def celery_worker(django_db_setup, tmp_path_factory) -> str:
-    """A real `celery worker` process on the test database and the Redis broker."""
-    import redis
-
+@pytest.fixture
+def celery_worker(_celery_worker_process: str) -> Iterator[str]:
+    """The session's worker; after the test, waits until it is idle, so that a task the
+    test set off (scoring after training, re-routing) never races the database flush."""
     from config.celery_app import app
 
-    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    yield _celery_worker_process
+    inspect = app.control.inspect(destination=[_celery_worker_process], timeout=1.0)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        active = (inspect.active() or {}).get(_celery_worker_process, [])
+        reserved = (inspect.reserved() or {}).get(_celery_worker_process, [])
+        if not active and not reserved:
+            return
+        time.sleep(0.5)
+
+
+def worker_start(
+    *, queues: str, log_path: Path, pool: str = "solo", name: str | None = None
+) -> tuple[subprocess.Popen, str]:
+    """Start a real `celery worker` process on the test database and broker consuming
+    `queues`; return it and its node name once it answers a ping (fails the test if not)."""
+    from config.celery_app import app
+
     db = settings.DATABASES["default"]
     database_url = (
         f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:"
         f"{db['PORT'] or 5432}/{db['NAME']}"
     )
-    name = f"test-{uuid.uuid4().hex[:8]}@localhost"
-    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    name = name or f"test-{uuid.uuid4().hex[:8]}@localhost"
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
@@ -121,9 +137,9 @@ def celery_worker(django_db_setup, tmp_path_factory) -> str:
     }
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "cpu",
-             "--pool", "solo", "-n", name, "--without-gossip", "--without-mingle",
-             "--loglevel", "INFO"],
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues,
+             "--pool", pool, "--concurrency", "1", "-n", name, "--without-gossip",
+             "--without-mingle", "--loglevel", "INFO"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     deadline = time.monotonic() + 60
@@ -131,9 +147,25 @@ def celery_worker(django_db_setup, tmp_path_factory) -> str:
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             pytest.fail(f"the Celery worker did not start:\n{log_path.read_text()[-4000:]}")
-    yield name
+    return proc, name
+
+
+def worker_stop(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="session")
+def _celery_worker_process(django_db_setup, tmp_path_factory) -> Iterator[str]:
+    """A real `celery worker` process on the test database and the Redis broker."""
+    import redis
+
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    proc, name = worker_start(
+        queues="cpu", log_path=tmp_path_factory.mktemp("worker") / "worker.log"
+    )
+    yield name
+    worker_stop(proc)

@@ -20,7 +20,16 @@ from annotation.schema import label_schema_choices
 
 # What project_update may change; the slug is part of every URL and stays.
 PROJECT_EDITABLE = frozenset(
-    {"name", "instructions", "label_schema", "overlap", "gold_ratio", "human_budget"}
+    {
+        "name",
+        "instructions",
+        "label_schema",
+        "overlap",
+        "gold_ratio",
+        "human_budget",
+        "auto_train_every",
+        "ensemble_members",
+    }
 )
 # Judgements whose labels a schema change could reinterpret: imports carry the dataset's own
 # labels and are not made under the project's schema.

@@ -140,6 +140,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 SCORING_DEVICE = env.str("SCORING_DEVICE", default="cpu")
 if SCORING_DEVICE not in ("cpu", "cuda"):
     raise ImproperlyConfigured(f"SCORING_DEVICE must be 'cpu' or 'cuda', not '{SCORING_DEVICE}'")
+# Without a GPU worker, a transformer run trains on a CPU worker only up to this many pairs.
+SCORING_TRANSFORMER_CPU_MAX_PAIRS = env.int("SCORING_TRANSFORMER_CPU_MAX_PAIRS", default=2000)
+# Automatic training waits this long after a label before it counts (a burst makes one run).
+SCORING_AUTO_TRAIN_DEBOUNCE_S = env.int("SCORING_AUTO_TRAIN_DEBOUNCE_S", default=60)
 CELERY_TASK_ROUTES = {
     "scoring.tasks.embeddings_compute_task": {
         "queue": "gpu" if SCORING_DEVICE == "cuda" else "cpu"

@@ -299,6 +299,8 @@ def _settings(project: Project, **changes) -> dict:
         "overlap": project.overlap,
         "gold_ratio": project.gold_ratio,
         "human_budget": project.human_budget or "",
+        "auto_train_every": project.auto_train_every or "",
+        "ensemble_members": project.ensemble_members,
     }
     data.update(changes)
     return data
@@ -317,6 +319,8 @@ def test_admin_saves_settings(client, project, admin):
             overlap=3,
             gold_ratio=0.1,
             human_budget=500,
+            auto_train_every=200,
+            ensemble_members=7,
         ),
         follow=True,
     )
@@ -326,6 +330,7 @@ def test_admin_saves_settings(client, project, admin):
     project.refresh_from_db()
     assert (project.name, project.instructions) == ("Alpha v2", "Pick the **safer** answer.")
     assert (project.overlap, project.gold_ratio, project.human_budget) == (3, 0.1, 500)
+    assert (project.auto_train_every, project.ensemble_members) == (200, 7)
     assert project.label_schema == schema
     # Nobody had judged yet: nothing to keep apart, the version stays.
     assert project.label_schema_version == 1
@@ -350,6 +355,8 @@ def test_an_empty_budget_means_no_limit(client, project, admin):
         ({"overlap": 0}, "Ensure this value is greater than or equal to 1."),
         ({"gold_ratio": 1.5}, "Ensure this value is less than or equal to 1."),
         ({"human_budget": -1}, "Ensure this value is greater than or equal to 0."),
+        ({"auto_train_every": 0}, "Ensure this value is greater than or equal to 1."),
+        ({"ensemble_members": 33}, "Ensure this value is less than or equal to 32."),
         ({"name": ""}, "This field is required."),
     ],
 )

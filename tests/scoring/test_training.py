@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import call_command
 
 from annotation.exceptions import ApplicationError
 from annotation.models import Comparison
@@ -158,12 +158,6 @@ def test_too_few_labels_is_refused(project, tmp_path):
 
 
 @pytest.mark.django_db
-def test_transformer_kind_is_refused(labelled):
-    with pytest.raises(ApplicationError, match="not built yet"):
-        model_version_train_start(project=labelled, kind="transformer")
-
-
-@pytest.mark.django_db
 def test_cancel_during_training_stops_it_and_activates_nothing(labelled, monkeypatch):
     active = _train(labelled)
     version = model_version_train_start(project=labelled, config=CONFIG)
@@ -220,13 +214,6 @@ def test_command_wait_trains_and_prints_metrics(labelled, capsys):
     assert "eval_accuracy=" in out
     assert ModelVersion.objects.get().is_active
     assert Score.objects.count() == 60
-
-
-@pytest.mark.django_db
-def test_command_transformer_kind_is_a_clear_error(labelled):
-    with pytest.raises(CommandError, match="not built yet"):
-        call_command("train_reward_model", "--project", labelled.slug, "--kind", "transformer")
-    assert not ModelVersion.objects.exists()
 
 
 @pytest.mark.worker

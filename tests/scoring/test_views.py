@@ -81,6 +81,33 @@ def test_admin_train_queues_a_version(client, project, admin):
     )
 
 
+def test_admin_queues_a_transformer_run_with_a_backbone(client, project, admin):
+    _login(client, admin)
+    _labelled(project)
+    response = client.post(_train(project), {"kind": "transformer", "backbone": "smollm2"})
+    assert response.status_code == 302
+    version = ModelVersion.objects.get(project=project)
+    assert (version.kind, version.config["backbone"]) == ("transformer", "smollm2")
+    assert version.queue == "cpu"  # no GPU worker serves the test broker
+    assert b"cpu queue" in client.get(_page(project)).content
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ({"kind": "oracle"}, b"Unknown model kind"),
+        ({"kind": "transformer", "backbone": "gpt-9"}, b"backbone must be one of"),
+    ],
+)
+def test_bad_kind_or_backbone_is_refused(client, project, admin, data, error):
+    _login(client, admin)
+    _labelled(project)
+    response = client.post(_train(project), data)
+    assert response.status_code == 400
+    assert error in response.content
+    assert not ModelVersion.objects.exists()
+
+
 def test_htmx_train_redirects_the_client(client, project, admin):
     _login(client, admin)
     _labelled(project)

@@ -142,6 +142,11 @@ class Verdicts:
     choice_a: np.ndarray
     confidence: np.ndarray
     orders_agree: np.ndarray
+    ok: np.ndarray | None = None  # False: the judge failed (never a label); None: all ok
+
+    def __post_init__(self) -> None:
+        if self.ok is None:
+            self.ok = np.ones(len(self.choice_a), dtype=bool)
 
 
 def rm_verdicts(p_a: np.ndarray, spread: np.ndarray) -> Verdicts:
@@ -149,6 +154,30 @@ def rm_verdicts(p_a: np.ndarray, spread: np.ndarray) -> Verdicts:
 
     choice_a, confidence = reward_model_verdicts(p_a, spread)
     return Verdicts(np.asarray(choice_a, bool), np.asarray(confidence), np.ones(len(p_a), bool))
+
+
+def llm_verdicts_remote(
+    data: SimData, idx: np.ndarray, config: SimConfig, *, log: Log | None = None
+) -> Verdicts:
+    """The judges app's remote judge (any OpenAI-compatible endpoint), both orders; a pair
+    whose answer failed after the retries gets no AI label."""
+    from curation.judges.remote import RemoteJudge, pairs_ask
+    from curation.judges.verdicts import orders_combine
+
+    judge = RemoteJudge(base_url=config.llm_base_url, model=config.llm_model or "default")
+    started = time.perf_counter()
+    answers = pairs_ask(judge, [data.texts[i] for i in idx])
+    ok = np.array([a.ok for a in answers], dtype=bool)
+    p_ab = np.array([a.p_a_ab if a.ok else 0.5 for a in answers])
+    p_ba = np.array([a.p_a_ba if a.ok else 0.5 for a in answers])
+    if log:
+        log(
+            f"remote LLM judge: {len(idx)} pairs x 2 orders in "
+            f"{time.perf_counter() - started:.0f} s, {int((~ok).sum())} failed"
+        )
+    _, choice_a, confidence, agree = orders_combine(p_ab, p_ba)
+    confidence = np.where(ok, confidence, 0.0)
+    return Verdicts(np.asarray(choice_a, bool), confidence, np.asarray(agree, bool), ok)
 
 
 def llm_verdicts_local(data: SimData, idx: np.ndarray, *, log: Log | None = None) -> Verdicts:
@@ -270,19 +299,19 @@ def simulate_seed(
         if config.ai_judge == "reward-model":
             v_rest, v_seed = rm_verdicts(p_rest, s_rest), rm_verdicts(p_seed, s_seed)
         else:
-            v_rest = _llm_cached(data, rest, llm_cache, log)
-            v_seed = _llm_cached(data, seed_idx, llm_cache, log)
+            v_rest = _llm_cached(data, rest, config, llm_cache, log)
+            v_seed = _llm_cached(data, seed_idx, config, llm_cache, log)
         cache[seed_n] = (seed_idx, rest, p_rest, s_rest, v_rest, p_seed, s_seed, v_seed)
         return cache[seed_n]
 
     def labels_with(seed_idx, rest, to_human, v_rest):
         routed = rest[to_human]
-        ai_idx = rest[~to_human]
+        # AI-routed pairs whose judge failed get no label at all (never a guess).
+        use = ~to_human & v_rest.ok
+        ai_idx = rest[use]
         idx = np.concatenate([seed_idx, routed, ai_idx])
-        labels = np.concatenate([human[seed_idx], human[routed], v_rest.choice_a[~to_human]])
-        ai_acc = (
-            float((v_rest.choice_a[~to_human] == truth[ai_idx]).mean()) if len(ai_idx) else None
-        )
+        labels = np.concatenate([human[seed_idx], human[routed], v_rest.choice_a[use]])
+        ai_acc = float((v_rest.choice_a[use] == truth[ai_idx]).mean()) if len(ai_idx) else None
         return idx, labels, len(seed_idx) + len(routed), ai_acc
 
     # all_ai: only the seed set by hand.
@@ -330,16 +359,24 @@ def simulate_seed(
 
 
 def _llm_cached(
-    data: SimData, idx: np.ndarray, store: dict[int, Verdicts] | None, log: Log | None
+    data: SimData,
+    idx: np.ndarray,
+    config: SimConfig,
+    store: dict[int, Verdicts] | None,
+    log: Log | None,
 ) -> Verdicts:
     """LLM verdicts do not depend on the seed: judge each pair once per process."""
     store = {} if store is None else store
     missing = np.array([i for i in idx if int(i) not in store], dtype=np.int64)
     if len(missing):
-        got = llm_verdicts_local(data, missing, log=log)
+        if config.ai_judge == "llm":
+            got = llm_verdicts_remote(data, missing, config, log=log)
+        else:
+            got = llm_verdicts_local(data, missing, log=log)
         for j, i in enumerate(missing):
+            sl = slice(j, j + 1)
             store[int(i)] = Verdicts(
-                got.choice_a[j : j + 1], got.confidence[j : j + 1], got.orders_agree[j : j + 1]
+                got.choice_a[sl], got.confidence[sl], got.orders_agree[sl], got.ok[sl]
             )
     parts = [store[int(i)] for i in idx]
     if not parts:
@@ -348,18 +385,17 @@ def _llm_cached(
         np.concatenate([p.choice_a for p in parts]),
         np.concatenate([p.confidence for p in parts]),
         np.concatenate([p.orders_agree for p in parts]),
+        np.concatenate([p.ok for p in parts]),
     )
 
 
 def simulate(data: SimData, config: SimConfig, *, log: Log | None = None) -> list[RunResult]:
     if config.ai_judge not in ("reward-model", "local-llm", "llm"):
-        raise ValueError(f"unknown AI judge '{config.ai_judge}': use reward-model or local-llm")
-    if config.ai_judge == "llm":
         raise ValueError(
-            "the remote LLM judge (--ai-judge llm) is not wired into the simulation yet: the "
-            "judges app's remote client has no file-level entry point to call; use "
-            "reward-model or local-llm"
+            f"unknown AI judge '{config.ai_judge}': use reward-model, local-llm or llm"
         )
+    if config.ai_judge == "llm" and not config.llm_base_url:
+        raise ValueError("--ai-judge llm needs --llm-base-url")
     if not 0.0 <= config.human_noise < 0.5:
         raise ValueError("--human-noise must be in [0, 0.5)")
     if not config.budgets or any(not 0.0 < b <= 1.0 for b in config.budgets):

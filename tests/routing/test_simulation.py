@@ -56,3 +56,22 @@ def test_simulate_routing_refuses_bad_arguments(trl_file):
         call_command("simulate_routing", str(trl_file) + ".missing")
     with pytest.raises(CommandError, match="--llm-base-url"):
         call_command("simulate_routing", str(trl_file), "--ai-judge", "llm")
+
+
+def test_simulate_routing_with_a_remote_llm_judge(trl_file, capsys):
+    """The judges app's remote judge against a real local HTTP server (one that prefers the
+    longer answer: on this file always the chosen one, so every AI label is right)."""
+    from tests.judges.llm_server import LLMServer
+
+    with LLMServer() as server:
+        call_command(
+            "simulate_routing", str(trl_file), "--quick", "--seeds", "1", "--budgets", "0.3",
+            "--ai-judge", "llm", "--llm-base-url", server.base_url,
+        )  # fmt: skip
+        asked = len(server.requests)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert any("remote LLM judge:" in line and "0 failed" in line for line in out)
+    assert asked >= 2 * 48  # every pool pair, in both orders
+    all_ai = next(line for line in out if line.startswith("| all_ai |"))
+    assert "| 1.000 |" in all_ai  # the AI-label accuracy column
+    assert out[-1].startswith("acc_hyper_30=")

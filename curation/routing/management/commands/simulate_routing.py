@@ -37,7 +37,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--ai-judge", default="reward-model", choices=["reward-model", "local-llm", "llm"]
         )
-        parser.add_argument("--llm-base-url", default="", help="With --ai-judge llm.")
+        parser.add_argument(
+            "--llm-base-url", default="", help="With --ai-judge llm: an OpenAI-compatible URL."
+        )
+        parser.add_argument("--llm-model", default="default", help="With --ai-judge llm.")
         parser.add_argument(
             "--quick", action="store_true", help="Tiny models and at most 200 pairs (tests)."
         )
@@ -59,6 +62,7 @@ class Command(BaseCommand):
             human_noise=opts["human_noise"],
             ai_judge=opts["ai_judge"],
             llm_base_url=opts["llm_base_url"],
+            llm_model=opts["llm_model"],
             quick=opts["quick"],
         )
         started = time.perf_counter()

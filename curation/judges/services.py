@@ -477,9 +477,9 @@ def _local_llm_judge(annotator: AIAnnotator) -> Judge:
 
     options = {**LOCAL_DEFAULTS, **annotator.settings}
     template = annotator.settings.get("prompt_template", "")
-    model = model_get()  # once per worker process
 
     def judge(batch: list[int]) -> list[Result]:
+        model = model_get()  # loaded on the first batch, once per worker process
         texts = _texts(batch)
         text_ids = [cid for cid in batch if texts[cid] is not None]
         conversations = []

@@ -87,10 +87,13 @@ def verdict_failures(*, project: Project, limit: int = 20) -> QuerySet[AIVerdict
     )
 
 
-def ai_human_agreement(*, annotator: AIAnnotator) -> dict:
+def ai_human_agreement(
+    *, annotator: AIAnnotator, source_kinds: tuple[str, ...] = (Judgement.SourceKind.HUMAN,)
+) -> dict:
     """On comparisons with both a current ok verdict of `annotator` and human A/B
     judgements: n (comparisons), agree (the human majority equals the AI's choice; human
-    ties are left out) and rate (agree / n, None when n is 0)."""
+    ties are left out) and rate (agree / n, None when n is 0). `source_kinds` widens
+    "human" (e.g. to imported labels as well)."""
     ai = dict(
         AIVerdict.objects.filter(
             annotator=annotator, status=AIVerdict.Status.OK, is_current=True
@@ -99,7 +102,7 @@ def ai_human_agreement(*, annotator: AIAnnotator) -> dict:
     votes: dict[int, Counter] = defaultdict(Counter)
     for cid, choice in Judgement.objects.filter(
         comparison_id__in=list(ai),
-        source_kind=Judgement.SourceKind.HUMAN,
+        source_kind__in=source_kinds,
         choice__in=[Choice.A, Choice.B],
     ).values_list("comparison_id", "choice"):
         votes[cid][choice] += 1

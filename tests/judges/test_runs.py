@@ -43,7 +43,11 @@ def test_judge_pairs_command_waits_and_prints_counts(trained, project):
     call_command(
         "judge_pairs", "--project", project.slug, "--annotator", "rm", "--wait", stdout=out
     )
-    assert "status=succeeded total=40 ok=40 failed=0 skipped=0" in out.getvalue()
+    printed = out.getvalue()
+    assert "status=succeeded total=40 ok=40 failed=0 skipped=0" in printed
+    # Agreement with the imported labels on all 40; no human labels yet.
+    assert "agree_human=nan n_human=0" in printed
+    assert "n_labels=40" in printed
     assert Judgement.objects.filter(source_kind="ai").count() == 40
 
     out = io.StringIO()

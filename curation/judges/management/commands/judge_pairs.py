@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.exceptions import ApplicationError
-from annotation.models import Project
+from annotation.models import Judgement, Project
 from curation.judges.models import AIJudgingRun
-from curation.judges.selectors import annotator_get_by_name
+from curation.judges.selectors import ai_human_agreement, annotator_get_by_name
 from curation.judges.services import ai_judging_run_create, ai_judging_run_execute
 
 
@@ -49,12 +51,27 @@ class Command(BaseCommand):
         def progress(done: int, total: int) -> None:
             self.stderr.write(f"\r{done}/{total}", ending="")
 
+        started = time.monotonic()
         run = ai_judging_run_execute(run=run, progress=progress)
+        seconds = time.monotonic() - started
         self.stderr.write("")
         if run.status == AIJudgingRun.Status.FAILED:
             raise CommandError(f"run {run.id} failed: {run.error}")
+        # Agreement of the annotator's current verdicts with human labels, and with human
+        # and imported labels together (the majority of those judgements; ties left out).
+        human = ai_human_agreement(annotator=annotator)
+        labels = ai_human_agreement(
+            annotator=annotator,
+            source_kinds=(Judgement.SourceKind.HUMAN, Judgement.SourceKind.IMPORT),
+        )
         self.stdout.write(
             f"run={run.id} status={run.status} total={run.total} ok={run.ok_count} "
             f"failed={run.failed_count} skipped={run.skipped_count} "
-            f"model_version={run.model_version}"
+            f"model_version={run.model_version} seconds={seconds:.1f} "
+            f"agree_human={_rate(human)} n_human={human['n']} "
+            f"agree_labels={_rate(labels)} n_labels={labels['n']}"
         )
+
+
+def _rate(agreement: dict) -> str:
+    return "nan" if agreement["rate"] is None else f"{agreement['rate']:.3f}"

@@ -45,6 +45,8 @@ class CurationRun(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # Detector options (folds, members, epochs, ...); empty: the defaults.
+    options = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     phase = models.CharField(max_length=40, blank=True)
     progress_done = models.PositiveIntegerField(default=0)

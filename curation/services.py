@@ -83,11 +83,35 @@ def _labelled_pairs(project: Project):
     )
 
 
+# Options a run may set for detectors_run (positive integers); the rest are refused.
+RUN_OPTIONS = ("folds", "members", "epochs", "rounds", "peer_steps", "seed")
+
+
+def _options_validate(options: dict | None) -> dict:
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(RUN_OPTIONS))
+    if unknown:
+        raise ApplicationError(
+            f"Unknown detector option(s) {', '.join(unknown)}: use {', '.join(RUN_OPTIONS)}."
+        )
+    for key, value in options.items():
+        low = 0 if key == "seed" else 1
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ApplicationError(f"Detector option {key} must be an integer ≥ {low}.")
+    return options
+
+
 def curation_run_start(
-    *, project: Project, user: AbstractBaseUser | None = None, enqueue: bool = True
+    *,
+    project: Project,
+    user: AbstractBaseUser | None = None,
+    options: dict | None = None,
+    enqueue: bool = True,
 ) -> CurationRun:
     """Queue a "Find noisy pairs" run of `project` with its active model version, and
-    enqueue it once committed (`enqueue=False`: the caller runs curation_run_execute)."""
+    enqueue it once committed (`enqueue=False`: the caller runs curation_run_execute).
+    `options`: detectors_run's folds, members, epochs, rounds, peer_steps, seed."""
+    options = _options_validate(options)
     version = ModelVersion.objects.filter(project=project, is_active=True).first()
     if version is None:
         raise ApplicationError(
@@ -105,7 +129,9 @@ def curation_run_start(
         running = CurationRun.objects.filter(project=project, status__in=_ACTIVE).first()
         if running is not None:
             raise ApplicationError(f"Run #{running.pk} is still going; wait for it or cancel it.")
-        run = CurationRun.objects.create(project=project, model_version=version, created_by=user)
+        run = CurationRun.objects.create(
+            project=project, model_version=version, created_by=user, options=options
+        )
         if enqueue:
             from curation.tasks import curation_run_execute_task
 
@@ -159,11 +185,12 @@ def _run_execute(run_id: int) -> None:
         # The out-of-fold heads are of the active version's kind (no model may score a
         # pair it trained on, so the active model itself cannot judge its own labels).
         config = run.model_version.config if run.model_version else {}
+        options = {
+            "members": int(config.get("members") or run.project.ensemble_members),
+            **run.options,
+        }
         results = detectors_run(
-            data,
-            members=int(config.get("members") or run.project.ensemble_members),
-            head=config.get("head") or "mlp",
-            progress=progress,
+            data, head=config.get("head") or "mlp", progress=progress, **options
         )
         with transaction.atomic():
             row = CurationRun.objects.select_for_update().get(pk=run_id)

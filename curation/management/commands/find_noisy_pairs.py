@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import time
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -22,12 +23,24 @@ class Command(BaseCommand):
             "--wait", action="store_true", help="run the detectors here and now, not on a worker"
         )
 
-    def handle(self, *args, project: str, wait: bool, **opts) -> None:
+        parser.add_argument(
+            "--options",
+            default="{}",
+            help='detector options as JSON, e.g. \'{"folds": 5, "members": 5, "epochs": 8}\'',
+        )
+
+    def handle(self, *args, project: str, wait: bool, options: str, **opts) -> None:
         proj = Project.objects.filter(slug=project).first()
         if proj is None:
             raise CommandError(f"no project '{project}'")
         try:
-            run = curation_run_start(project=proj, enqueue=not wait)
+            parsed = json.loads(options)
+        except json.JSONDecodeError as exc:
+            raise CommandError(f"--options is not JSON: {exc}") from exc
+        if not isinstance(parsed, dict):
+            raise CommandError("--options must be a JSON object")
+        try:
+            run = curation_run_start(project=proj, options=parsed, enqueue=not wait)
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
         if not wait:

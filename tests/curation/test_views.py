@@ -230,3 +230,31 @@ def test_annotators_page_shows_reliability_and_the_refresh_is_for_admins(
     response = client.post(url, follow=True)
     assert response.status_code == 200
     assert "labels stay plain majority" in response.content.decode()
+
+
+def test_find_noisy_pairs_button_queues_one_run_for_the_worker(
+    client, project, admin, django_capture_on_commit_callbacks
+):
+    for i in range(20):
+        comparison_make(project, a=f"a{i}", b=f"b{i}", label="a", status="labelled")
+    version = ModelVersion.objects.create(
+        project=project, kind="heads", status="succeeded", is_active=True
+    )
+    _login(client, admin)
+    url = reverse("curation:run_start", args=[project.slug])
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post(url)
+
+    assert response.status_code == 302
+    run = CurationRun.objects.get()
+    assert run.status == "queued"
+    assert run.model_version == version
+    assert run.created_by == admin
+    assert len(callbacks) == 1  # the task, sent once committed
+    response = client.post(url)  # a second click while it is queued
+    assert response.status_code == 400
+    assert f"Run #{run.pk} is still going" in response.content.decode()
+    assert CurationRun.objects.count() == 1
+    page = client.get(reverse("curation:curation", args=[project.slug])).content.decode()
+    assert f'hx-get="{reverse("curation:run", args=[project.slug, run.pk])}"' in page

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import numpy as np
 from django.db import transaction
@@ -39,6 +40,7 @@ from curation.routing.models import RoutingDecision, RoutingRun
 logger = logging.getLogger(__name__)
 
 HUMAN_SOURCES = (Judgement.SourceKind.HUMAN, Judgement.SourceKind.IMPORT)
+QUEUED_STALE = timedelta(minutes=10)
 
 
 # ---------------------------------------------------------------- settings
@@ -639,11 +641,14 @@ def routing_run_start(
     *, project: Project, trigger: str = RoutingRun.Trigger.MANUAL, created_by=None
 ) -> RoutingRun:
     """A queued routing run, enqueued once committed. One queued run per project is
-    enough: asking again while one waits returns that one."""
+    enough: asking again while one waits returns that one (unless it has waited longer than
+    QUEUED_STALE, i.e. its message was lost: then a new one is queued)."""
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()
         waiting = RoutingRun.objects.filter(
-            project=project, status=RoutingRun.Status.QUEUED
+            project=project,
+            status=RoutingRun.Status.QUEUED,
+            created_at__gt=timezone.now() - QUEUED_STALE,
         ).first()
         if waiting is not None:
             return waiting

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from annotation.models import Comparison
 from curation.routing.models import RoutingRun
@@ -114,6 +117,10 @@ def test_reroute_now_queues_a_run_and_htmx_gets_the_polling_partial(
     # Asking again while it waits returns the same run.
     client.post(_url("run"))
     assert RoutingRun.objects.filter(project=project).count() == 1
+    # A run that has waited too long (its message lost) does not block a new one.
+    RoutingRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(minutes=11))
+    client.post(_url("run"))
+    assert RoutingRun.objects.filter(project=project, status="queued").count() == 2
 
 
 def test_run_progress_partial_stops_polling_when_finished(client, admin, project):

@@ -210,3 +210,30 @@ class CurationPolicy(models.Model):
             f"policy: {self.get_action_display().lower()} when {self.detector} "
             f"≥ {self.threshold:g} (set by {self.updated_by.get_username()})"
         )
+
+
+class AnnotatorReliability(models.Model):
+    """An annotator's estimated reliability in a project, as of the last estimate (the
+    annotators page shows these; Membership.reliability holds the weight in use)."""
+
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="annotator_reliabilities"
+    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    judgements = models.PositiveIntegerField(help_text="Human A/B judgements.")
+    overlapping = models.PositiveIntegerField(
+        help_text="Of them, on comparisons someone else judged too."
+    )
+    # Estimated chance that an answer is the true label (Dawid-Skene), and MACE's
+    # competence-based equivalent; NULL without any overlap.
+    dawid_skene = models.FloatField(null=True, blank=True)
+    mace = models.FloatField(null=True, blank=True)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="annotatorreliability_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project}: {self.dawid_skene}"

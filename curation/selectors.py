@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
-from django.db.models import Exists, F, Max, OuterRef, Prefetch, QuerySet
+from django.db.models import Count, Exists, F, Max, OuterRef, Prefetch, QuerySet
 from django.http import Http404
 
 from annotation.models import Comparison, Judgement, Membership, Project
 from annotation.services.agreement import project_agreement
-from curation.models import CurationAction, CurationRun, NoiseFlag
+from curation.models import AnnotatorReliability, CurationAction, CurationRun, NoiseFlag
 
 
 def curation_run_list(*, project: Project, limit: int = 5) -> list[CurationRun]:
@@ -119,7 +119,7 @@ def curation_action_get(*, project: Project, action_id: int) -> CurationAction:
 
 
 @dataclass(frozen=True)
-class AnnotatorReliability:
+class AnnotatorReliabilityRow:
     user_id: int
     username: str
     role: str
@@ -139,38 +139,27 @@ class AnnotatorReliability:
 
 @dataclass(frozen=True)
 class ReliabilityReport:
-    annotators: list[AnnotatorReliability]
+    annotators: list[AnnotatorReliabilityRow]
     overlap_comparisons: int  # comparisons with >= 2 human A/B judgements
     threshold: int
-    estimated: bool  # False: too few judgements to estimate anything
+    computed_at: object  # when the stored estimates were made; None: never
 
 
 def annotator_reliability_report(*, project: Project) -> ReliabilityReport:
-    """Per annotator: Dawid-Skene accuracy and MACE competence over the human A/B
-    judgements (computed now, not stored), the weight in use, agreement and gold accuracy."""
-    import numpy as np
+    """Per annotator: the stored Dawid-Skene and MACE estimates (made on a worker by
+    annotator_reliability_refresh), the weight in use, and agreement and gold accuracy
+    (computed now: they are quick)."""
+    from curation.services import MIN_OVERLAP_COMPARISONS
 
-    from curation.reliability import reliability_estimate
-    from curation.services import MIN_OVERLAP_COMPARISONS, human_judgements_for_reliability
-
-    comparison_ids, judgements = human_judgements_for_reliability(project)
-    per_item = np.bincount(
-        np.asarray([row for row, _, _ in judgements], dtype=np.int64), minlength=len(comparison_ids)
-    )
-    overlap_items = per_item >= 2
-    counts: dict[int, list[int]] = {}
-    for row, worker, _ in judgements:
-        c = counts.setdefault(int(worker.split(":", 1)[1]), [0, 0])
-        c[0] += 1
-        c[1] += int(overlap_items[row])
-    estimated = bool(overlap_items.any())
-    ds = mace = {}
-    if estimated:
-        ds = reliability_estimate(judgements, len(comparison_ids), method="dawid_skene")
-        mace = reliability_estimate(judgements, len(comparison_ids), method="mace")
-    agreement = {a.user_id: a for a in project_agreement(project=project).annotators}
+    stored = {r.user_id: r for r in AnnotatorReliability.objects.filter(project=project)}
+    agreement = project_agreement(project=project)
+    by_user = {a.user_id: a for a in agreement.annotators}
     members = {m.user_id: m for m in Membership.objects.filter(project=project)}
-    user_ids = set(counts) | {uid for uid, m in members.items() if m.role == "annotator"}
+    user_ids = (
+        set(stored)
+        | set(by_user)
+        | {uid for uid, m in members.items() if m.role == Membership.Role.ANNOTATOR}
+    )
     names = dict(
         get_user_model()
         .objects.filter(id__in=user_ids)
@@ -178,28 +167,38 @@ def annotator_reliability_report(*, project: Project) -> ReliabilityReport:
     )
     rows = []
     for uid in user_ids:
-        a = agreement.get(uid)
-        m = members.get(uid)
-        judged, overlapping = counts.get(uid, (0, 0))
+        a, m, r = by_user.get(uid), members.get(uid), stored.get(uid)
         rows.append(
-            AnnotatorReliability(
+            AnnotatorReliabilityRow(
                 user_id=uid,
                 username=names.get(uid, ""),
                 role=m.get_role_display() if m else "former member",
-                judgements=judged,
-                overlapping=overlapping,
-                dawid_skene=ds.get(f"user:{uid}"),
-                mace=mace.get(f"user:{uid}"),
+                judgements=r.judgements if r else 0,
+                overlapping=r.overlapping if r else 0,
+                dawid_skene=r.dawid_skene if r else None,
+                mace=r.mace if r else None,
                 weight=m.reliability if m else None,
                 agreement_alpha=a.alpha if a else None,
                 gold_judged=a.gold_judged if a else 0,
                 gold_correct=a.gold_correct if a else 0,
             )
         )
-    rows.sort(key=lambda r: r.username)
+    rows.sort(key=lambda row: row.username)
+    overlap = (
+        Judgement.objects.filter(
+            comparison__project=project,
+            comparison__is_gold=False,
+            source_kind=Judgement.SourceKind.HUMAN,
+            choice__in=["a", "b"],
+        )
+        .values("comparison_id")
+        .annotate(n=Count("id"))
+        .filter(n__gte=2)
+        .count()
+    )
     return ReliabilityReport(
         annotators=rows,
-        overlap_comparisons=int(overlap_items.sum()),
+        overlap_comparisons=overlap,
         threshold=MIN_OVERLAP_COMPARISONS,
-        estimated=estimated,
+        computed_at=max((r.computed_at for r in stored.values()), default=None),
     )

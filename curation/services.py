@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +39,7 @@ from annotation.services.labels import comparison_labels_refresh
 from annotation.services.locks import advisory_lock_try
 from curation.models import (
     Action,
+    AnnotatorReliability,
     CurationAction,
     CurationPolicy,
     CurationRun,
@@ -588,18 +589,18 @@ def human_judgements_for_reliability(project: Project):
     return comparison_ids, judgements
 
 
-def annotator_reliability_refresh(
-    *, project: Project, progress: Callable[[str], None] | None = None
-) -> ReliabilityResult:
-    """Estimate each annotator's reliability (Dawid-Skene over the human A/B judgements),
-    write it to Membership.reliability as an aggregation weight, and aggregate again the
-    labels of comparisons with two or more human judgements (labels.py multiplies each
-    judgement's weight by its author's reliability). With too little overlap every weight
-    is cleared: plain majority."""
+def annotator_reliability_refresh(*, project: Project) -> ReliabilityResult:
+    """Estimate each annotator's reliability over the project's human A/B judgements
+    (Dawid-Skene and MACE, stored for the annotators page), write the Dawid-Skene
+    estimate to Membership.reliability as an aggregation weight, and aggregate again the
+    labels of finished comparisons with two or more human judgements (labels.py
+    multiplies each judgement's weight by its author's reliability). With fewer than
+    MIN_OVERLAP_COMPARISONS such comparisons every weight is cleared: plain majority."""
     from curation.reliability import reliability_estimate
 
     comparison_ids, judgements = human_judgements_for_reliability(project)
-    per_item = np.bincount([row for row, _, _ in judgements], minlength=len(comparison_ids))
+    rows = np.asarray([row for row, _, _ in judgements], dtype=np.int64)
+    per_item = np.bincount(rows, minlength=len(comparison_ids))
     overlap_ids = [cid for cid, n in zip(comparison_ids, per_item, strict=True) if n >= 2]
     # Open ones wait for their k-th judgement, which aggregates them (queue.py).
     refresh_ids = list(
@@ -607,20 +608,41 @@ def annotator_reliability_refresh(
         .exclude(status=Comparison.Status.PENDING)
         .values_list("pk", flat=True)
     )
-    memberships = Membership.objects.filter(project=project)
     applied = len(overlap_ids) >= MIN_OVERLAP_COMPARISONS
-    weights: dict[int, float | None] = {}
-    if applied:
-        accuracy = reliability_estimate(judgements, len(comparison_ids), method="dawid_skene")
-        weights = {
-            int(worker.split(":", 1)[1]): reliability_weight(acc)
-            for worker, acc in accuracy.items()
-        }
+    ds: dict[str, float] = {}
+    mace: dict[str, float] = {}
+    if overlap_ids:
+        ds = reliability_estimate(judgements, len(comparison_ids), method="dawid_skene")
+        mace = reliability_estimate(judgements, len(comparison_ids), method="mace")
+    counts: dict[int, list[int]] = {}
+    for (_row, worker, _), n in zip(judgements, per_item[rows], strict=True):
+        c = counts.setdefault(int(worker.split(":", 1)[1]), [0, 0])
+        c[0] += 1
+        c[1] += int(n >= 2)
+    weights = (
+        {int(w.split(":", 1)[1]): reliability_weight(acc) for w, acc in ds.items()}
+        if applied
+        else {}
+    )
+    now = timezone.now()
     with transaction.atomic():
+        AnnotatorReliability.objects.filter(project=project).delete()
+        AnnotatorReliability.objects.bulk_create(
+            AnnotatorReliability(
+                project=project,
+                user_id=uid,
+                judgements=judged,
+                overlapping=overlapping,
+                dawid_skene=ds.get(f"user:{uid}"),
+                mace=mace.get(f"user:{uid}"),
+                computed_at=now,
+            )
+            for uid, (judged, overlapping) in counts.items()
+        )
         before = dict(Comparison.objects.filter(pk__in=refresh_ids).values_list("pk", "label"))
         changed = []
-        for membership in memberships.select_for_update():
-            weight = weights.get(membership.user_id) if applied else None
+        for membership in Membership.objects.filter(project=project).select_for_update():
+            weight = weights.get(membership.user_id)
             if membership.reliability != weight:
                 membership.reliability = weight
                 changed.append(membership)
@@ -634,3 +656,11 @@ def annotator_reliability_refresh(
         annotators=len(weights),
         relabelled=relabelled,
     )
+
+
+def annotator_reliability_refresh_start(*, project: Project) -> None:
+    """Estimate reliability on a worker (Dawid-Skene and MACE take a while on big
+    projects), once this transaction commits."""
+    from curation.tasks import annotator_reliability_refresh_task
+
+    transaction.on_commit(lambda: annotator_reliability_refresh_task.delay(project.pk))

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from annotation.models import Project
 from curation.models import CurationRun
-from curation.services import curation_run_execute
+from curation.services import annotator_reliability_refresh, curation_run_execute
 
 
 @shared_task(acks_late=True)
@@ -14,3 +15,14 @@ def curation_run_execute_task(run_id: int) -> str | None:
     if run is None:  # deleted since it was queued
         return None
     return curation_run_execute(run=run).status
+
+
+@shared_task(acks_late=True)
+def annotator_reliability_refresh_task(project_id: int) -> dict | None:
+    """Estimate the annotators' reliability and aggregate labels again. Running it twice
+    computes the same estimates and changes nothing more."""
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return None
+    result = annotator_reliability_refresh(project=project)
+    return {"applied": result.applied, "relabelled": result.relabelled}

@@ -31,7 +31,7 @@ from curation.selectors import (
 )
 from curation.services import (
     MIN_OVERLAP_COMPARISONS,
-    annotator_reliability_refresh,
+    annotator_reliability_refresh_start,
     curation_action_apply,
     curation_action_undo,
     curation_policy_set,
@@ -203,18 +203,9 @@ def annotators(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def reliability_refresh(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_get_for(user=request.user, slug=slug, roles=ADMIN)
-    result = annotator_reliability_refresh(project=project)
-    if result.applied:
-        messages.success(
-            request,
-            f"Reliability weights set for {result.annotators} annotators; "
-            f"{result.overlap_comparisons} comparisons aggregated again, "
-            f"{result.relabelled} changed label.",
-        )
-    else:
-        messages.info(
-            request,
-            f"Only {result.overlap_comparisons} comparisons have two or more human A/B "
-            f"judgements (weights need {MIN_OVERLAP_COMPARISONS}): labels stay plain majority.",
-        )
+    annotator_reliability_refresh_start(project=project)
+    messages.info(
+        request,
+        "Estimating reliability on a worker; reload this page in a moment to see the result.",
+    )
     return redirect("curation:annotators", slug=project.slug)

@@ -17,7 +17,13 @@ from annotation.services.exporting import export_jsonl_chunks, export_parquet_wr
 from annotation.services.labels import comparison_labels_refresh
 from annotation.services.queue import assignment_next_for
 from curation.detectors import DetectorResult
-from curation.models import CurationAction, CurationPolicy, CurationRun, NoiseFlag
+from curation.models import (
+    AnnotatorReliability,
+    CurationAction,
+    CurationPolicy,
+    CurationRun,
+    NoiseFlag,
+)
 from curation.services import (
     STATE_FIELDS,
     _flags_write,
@@ -372,6 +378,12 @@ def test_reliability_weights_settle_splits_in_favour_of_the_reliable_annotator(p
     assert weights["good1"] > 3
     assert weights["good2"] > 3
     assert weights["careless"] < 0.5
+    stored = {r.user.username: r for r in AnnotatorReliability.objects.filter(project=project)}
+    assert stored["good1"].judgements == 70
+    assert stored["good1"].overlapping == 70
+    assert stored["good1"].dawid_skene > 0.95
+    assert stored["careless"].dawid_skene < 0.7
+    assert stored["careless"].mace is not None
     for c in split:
         c.refresh_from_db()
         assert c.label == truth[comparisons.index(c)]

@@ -11,6 +11,7 @@ from annotation.models import Comparison
 from curation.detectors import DetectorResult
 from curation.models import CurationAction, CurationPolicy, CurationRun
 from curation.services import _flags_write
+from curation.tasks import annotator_reliability_refresh_task
 from scoring.models import ModelVersion
 from tests.factories import PASSWORD, comparison_make, judgement_make
 
@@ -211,25 +212,37 @@ def test_export_download_skips_dropped_pairs_and_adds_confidence(client, project
 
 
 def test_annotators_page_shows_reliability_and_the_refresh_is_for_admins(
-    client, project, admin, reviewer, annotator
+    client, project, admin, reviewer, annotator, django_capture_on_commit_callbacks
 ):
-    c = comparison_make(project)
-    judgement_make(c, annotator, "a")
-    judgement_make(c, admin, "a")
+    c = comparison_make(project, is_gold=True, gold_label="a")
+    judgement_make(c, annotator, "b")
+    for i in range(3):
+        c = comparison_make(project, a=f"a{i}", b=f"b{i}")
+        judgement_make(c, annotator, "a")
+        judgement_make(c, admin, "a" if i else "b")
     _login(client, reviewer)
+    page_url = reverse("curation:annotators", args=[project.slug])
 
-    response = client.get(reverse("curation:annotators", args=[project.slug]))
+    html = client.get(page_url).content.decode()
 
-    assert response.status_code == 200
-    html = response.content.decode()
     assert 'data-user="anna-annotator"' in html
+    assert "0% <span" in html  # the gold miss
+    assert "3 comparisons have two or more human A/B judgements" in html
     assert "Weights replace plain majority only from 50" in html
+    assert "not estimated yet" in html
     url = reverse("curation:reliability_refresh", args=[project.slug])
     assert client.post(url).status_code == 404
     _login(client, admin)
-    response = client.post(url, follow=True)
-    assert response.status_code == 200
-    assert "labels stay plain majority" in response.content.decode()
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post(url)
+    assert response.status_code == 302
+    assert len(callbacks) == 1  # the estimate is queued for a worker
+    assert annotator_reliability_refresh_task(project.pk) == {"applied": False, "relabelled": 0}
+    html = client.get(page_url).content.decode()
+    assert "estimated" in html
+    assert "not estimated yet" not in html
+    row = html[html.index('data-user="anna-annotator"') :].split("</tr>")[0]
+    assert '<td class="num ds">–' not in row  # a Dawid-Skene estimate is shown
 
 
 def test_find_noisy_pairs_button_queues_one_run_for_the_worker(

@@ -1,6 +1,12 @@
 from django.contrib import admin
 
-from curation.models import CurationAction, CurationPolicy, CurationRun, NoiseFlag
+from curation.models import (
+    AnnotatorReliability,
+    CurationAction,
+    CurationPolicy,
+    CurationRun,
+    NoiseFlag,
+)
 
 
 @admin.register(CurationRun)
@@ -49,3 +55,9 @@ class CurationActionAdmin(admin.ModelAdmin):
 @admin.register(CurationPolicy)
 class CurationPolicyAdmin(admin.ModelAdmin):
     list_display = ["project", "enabled", "detector", "threshold", "action", "updated_by"]
+
+
+@admin.register(AnnotatorReliability)
+class AnnotatorReliabilityAdmin(admin.ModelAdmin):
+    list_display = ["project", "user", "judgements", "overlapping", "dawid_skene", "mace"]
+    list_select_related = ["project", "user"]

@@ -228,8 +228,6 @@ def _curation_input(project: Project):
     from scoring.selectors import embeddings_load
     from scoring.services import embeddings_compute_project, encoder_current
 
-    encoder = encoder_current()
-    embeddings_compute_project(project=project, encoder=encoder)
     rows = list(
         _labelled_pairs(project)
         .annotate(len_a=Length("candidate_a__text"), len_b=Length("candidate_b__text"))
@@ -249,6 +247,8 @@ def _curation_input(project: Project):
         raise ApplicationError(
             f"only {len(rows)} labelled A/B pairs; finding noisy ones needs {MIN_PAIRS}"
         )
+    encoder = encoder_current()
+    embeddings_compute_project(project=project, encoder=encoder)
     ids, labels, margins, p_hash, a_hash, b_hash, len_a, len_b = zip(*rows, strict=True)
     index = {cid: i for i, cid in enumerate(ids)}
     # Every A/B judgement by a person or an AI annotator; an imported file is not an
@@ -263,6 +263,7 @@ def _curation_input(project: Project):
         .order_by("id")
         .values_list("comparison_id", "user_id", "source_name", "choice")
         .iterator(chunk_size=10_000)
+        if cid in index  # a pair labelled since `rows` was read waits for the next run
     ]
     margin = None
     if any(m is not None for m in margins):

@@ -32,6 +32,8 @@ from curation.services import (
     curation_action_undo,
     curation_policy_apply,
     curation_policy_set,
+    curation_run_cancel,
+    curation_run_execute,
     curation_run_start,
 )
 from scoring.models import ModelVersion
@@ -410,3 +412,36 @@ def test_too_little_overlap_keeps_plain_majority(project):
     c.refresh_from_db()
     assert c.label is None
     assert c.status == "disputed"
+
+
+def _queued_run(project, n: int = 20) -> CurationRun:
+    _labelled(project, n)
+    ModelVersion.objects.create(project=project, kind="heads", status="succeeded", is_active=True)
+    return curation_run_start(project=project, enqueue=False)
+
+
+def test_a_cancelled_run_is_left_alone(project):
+    run = _queued_run(project)
+    curation_run_cancel(run=run)
+
+    run = curation_run_execute(run=run)
+
+    assert run.status == "cancelled"
+    assert run.finished_at is not None
+    assert not NoiseFlag.objects.exists()
+
+
+def test_a_run_whose_pairs_went_away_fails_with_the_reason(project, admin):
+    run = _queued_run(project)
+    curation_action_apply(
+        project=project,
+        comparison_ids=Comparison.objects.values_list("id", flat=True),
+        action="drop",
+        actor=admin,
+    )
+
+    run = curation_run_execute(run=run)
+
+    assert run.status == "failed"
+    assert "only 0 labelled A/B pairs" in run.error
+    assert curation_run_execute(run=run).status == "failed"  # finished: left as it is

@@ -23,6 +23,8 @@ from scoring.metrics import pairwise_metrics
 
 ARTIFACT_FORMAT = "scoring.reward_ensemble/1"
 
+PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16")
+
 ArrayLike = np.ndarray | torch.Tensor
 ProgressFn = Callable[[int, int, float], None]
 
@@ -76,6 +78,14 @@ class TrainConfig:
         },
     )
     device: str = field(default="cpu", metadata={"help": "Where to train: 'cpu' or 'cuda'."})
+    precision: str = field(
+        default="auto",
+        metadata={
+            "help": "Matrix products in 'float32', 'bfloat16' (mixed precision: weights, "
+            "loss and optimiser stay float32), or 'auto': bfloat16 where the hardware has "
+            "it natively, about 2-3 times faster on such CPUs, float32 elsewhere."
+        },
+    )
     progress_every: int = field(
         default=20,
         metadata={
@@ -89,6 +99,10 @@ class TrainConfig:
             problems.append(f"head must be one of {', '.join(HEAD_KINDS)}, not {self.head!r}")
         if self.device not in ("cpu", "cuda"):
             problems.append(f"device must be 'cpu' or 'cuda', not {self.device!r}")
+        if self.precision not in PRECISIONS:
+            problems.append(
+                f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"
+            )
         for name in ("members", "epochs", "batch_size", "hidden", "progress_every"):
             if int(getattr(self, name)) < 1:
                 problems.append(f"{name} must be at least 1")
@@ -263,6 +277,8 @@ def train_ensemble(
             if should_stop is not None and should_stop():
                 raise Cancelled(f"stopped after {step} of {total} steps")
 
+        amp = precision_dtype(config.precision, device)
+        autocast = torch.autocast(device.type, dtype=amp, enabled=amp != torch.float32)
         ensemble.train()
         for _epoch in range(config.epochs):
             order = torch.randperm(n, generator=gen).to(device)
@@ -270,10 +286,11 @@ def train_ensemble(
                 idx = order[start : start + config.batch_size]
                 p = prompt[idx]
                 # Chosen and rejected go through the heads as one batch of 2B rows.
-                rewards = ensemble.reward(
-                    pair_features(torch.cat([p, p]), torch.cat([chosen[idx], rejected[idx]]))
-                )
-                r_chosen, r_rejected = rewards.split(len(idx), dim=1)
+                with autocast:
+                    rewards = ensemble.reward(
+                        pair_features(torch.cat([p, p]), torch.cat([chosen[idx], rejected[idx]]))
+                    )
+                r_chosen, r_rejected = rewards.float().split(len(idx), dim=1)
                 loss = bradley_terry_loss(
                     r_chosen,
                     r_rejected,
@@ -322,6 +339,15 @@ def fast_dtype(device: str | torch.device = "cpu") -> torch.dtype:
     except (AttributeError, RuntimeError):
         native = False
     return torch.bfloat16 if native else torch.float32
+
+
+def precision_dtype(precision: str, device: str | torch.device = "cpu") -> torch.dtype:
+    """The dtype of matrix products for a ``TrainConfig.precision`` on ``device``."""
+    if precision == "auto":
+        return fast_dtype(device)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    return torch.bfloat16 if precision == "bfloat16" else torch.float32
 
 
 @torch.inference_mode()

@@ -47,3 +47,16 @@ def test_unknown_kind_and_wrong_width_are_refused():
         RewardEnsemble(in_dim=4, kind="transformer")
     with pytest.raises(ValueError, match="expected features"):
         RewardEnsemble(in_dim=4, kind="linear").reward(torch.randn(2, 5))
+
+
+def test_inference_and_bfloat16_paths_match_the_training_path():
+    ensemble = RewardEnsemble(in_dim=6, kind="mlp", members=3, hidden=5, dropout=0.0).eval()
+    features = torch.randn(40, 6)
+    reference = ensemble.reward(features)  # gradients on: relu out of place
+
+    with torch.inference_mode():  # relu in place
+        assert torch.allclose(ensemble.reward(features), reference, atol=1e-6)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = ensemble.reward(features)
+    assert low.dtype == torch.bfloat16
+    assert torch.allclose(low.float(), reference, atol=0.05, rtol=0.02)

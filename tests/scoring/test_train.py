@@ -13,6 +13,9 @@ from scoring.train import (
     ensemble_load,
     ensemble_save,
     ensemble_score,
+    ensemble_score_indexed,
+    fast_dtype,
+    precision_dtype,
     stable_split,
     train_ensemble,
 )
@@ -137,6 +140,11 @@ def test_config_validates_and_round_trips():
         TrainConfig(head="tree")
     with pytest.raises(ValueError, match="unknown training option"):
         TrainConfig.from_dict({"heads": "mlp"})
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TrainConfig(precision="int8")
+    # A config saved before `precision` existed still loads, with the default.
+    old = {k: v for k, v in config.to_dict().items() if k != "precision"}
+    assert TrainConfig.from_dict(old).precision == "auto"
 
 
 def test_stable_split_keeps_each_key_on_its_side():
@@ -149,3 +157,56 @@ def test_stable_split_keeps_each_key_on_its_side():
     assert sorted(np.concatenate([train_idx, eval_idx]).tolist()) == list(range(2000))
     assert 0.15 < len(eval_idx) / 2000 < 0.25
     assert {keys[i] for i in eval_idx} == {shuffled[i] for i in eval_again} - {"pair-new"}
+
+
+def test_precision_picks_the_matmul_dtype():
+    assert precision_dtype("float32") == torch.float32
+    assert precision_dtype("bfloat16") == torch.bfloat16
+    assert precision_dtype("auto") == fast_dtype("cpu")
+    assert fast_dtype("cpu") in (torch.float32, torch.bfloat16)
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_both_precisions_learn_and_reproduce_for_a_seed(precision):
+    pairs, held_out = _separable_pairs(1024, seed=6), _separable_pairs(256, seed=7)
+
+    first = train_ensemble(_config(precision=precision), pairs, held_out)
+    again = train_ensemble(_config(precision=precision), pairs, held_out)
+
+    assert first.metrics["eval_accuracy"] > 0.9
+    assert first.loss_history == again.loss_history
+    for name, tensor in first.state_dict.items():
+        assert tensor.dtype == torch.float32  # mixed precision: the weights stay float32
+        assert torch.equal(tensor, again.state_dict[name])
+
+
+def test_bfloat16_scores_stay_close_to_float32():
+    pairs = _separable_pairs(500, seed=8)
+    ensemble = train_ensemble(_config(precision="float32"), pairs).ensemble
+
+    full = ensemble_score(ensemble, pairs.prompt, pairs.chosen, pairs.rejected)
+    low = ensemble_score(ensemble, pairs.prompt, pairs.chosen, pairs.rejected, dtype=torch.bfloat16)
+
+    assert low[0].dtype == np.float32
+    np.testing.assert_allclose(low[0], full[0], atol=0.02)
+    np.testing.assert_allclose(low[1], full[1], atol=0.02)
+
+
+def test_indexed_scores_equal_pairwise_scores():
+    """Pairs given as indexes into distinct (prompt, response) rows score as the rows do."""
+    pairs = _separable_pairs(40, seed=9)
+    ensemble = train_ensemble(_config(epochs=1), pairs).ensemble
+    # Rows 0..39 are (prompt i, chosen i), 40..79 (prompt i, rejected i); rows are used
+    # several times and on both sides.
+    prompt = torch.cat([pairs.prompt, pairs.prompt])
+    response = torch.cat([pairs.chosen, pairs.rejected])
+    index_a = np.array([0, 5, 45, 39, 40])
+    index_b = np.array([40, 45, 5, 79, 0])
+
+    p_a, spread = ensemble_score_indexed(ensemble, prompt, response, index_a, index_b)
+
+    expected = ensemble_score(ensemble, prompt[index_a], response[index_a], response[index_b])
+    np.testing.assert_allclose(p_a, expected[0], atol=1e-6)
+    np.testing.assert_allclose(spread, expected[1], atol=1e-6)
+    assert p_a[4] == pytest.approx(1 - p_a[0], abs=1e-6)
+    assert p_a[2] == pytest.approx(1 - p_a[1], abs=1e-6)

@@ -37,6 +37,7 @@ from annotation.models import (
 )
 from annotation.services.labels import comparison_labels_refresh
 from annotation.services.locks import advisory_lock_try
+from annotation.signals import labels_changed
 from curation.models import (
     Action,
     AnnotatorReliability,
@@ -390,6 +391,12 @@ def _act(
     return record
 
 
+def _labels_changed(project_id: int) -> None:
+    """Tell the scoring app (automatic training) once the transaction commits: a flip, a
+    re-queue or a drop changes the labels it trains on."""
+    transaction.on_commit(lambda: labels_changed.send(sender=Comparison, project_ids={project_id}))
+
+
 def _locked(project: Project, comparison_ids: Iterable[int]) -> list[Comparison]:
     """The project's comparisons `comparison_ids`, row-locked in id order (no deadlocks
     between two bulk actions), each with `has_resolution`."""
@@ -435,10 +442,13 @@ def curation_action_apply(
             listed = "; ".join(f"#{cid}: {why}" for cid, why in refused)
             raise ApplicationError(f"Nothing was changed. Cannot {action} {listed}.")
         priority = _requeue_priority(project)
-        return [
+        done = [
             _act(c, action, actor=actor, policy=None, batch=batch, requeue_priority=priority)
             for c in rows
         ]
+        if action != Action.KEEP:
+            _labels_changed(project.pk)
+    return done
 
 
 def curation_action_undo(*, action: CurationAction, actor: AbstractBaseUser) -> CurationAction:
@@ -473,6 +483,8 @@ def curation_action_undo(*, action: CurationAction, actor: AbstractBaseUser) -> 
             LabelResolution.objects.filter(pk=resolution_id).delete()
         restored = {field: action.before[field] for field in STATE_FIELDS}
         Comparison.objects.filter(pk=comparison.pk).update(**restored)
+        if action.action != Action.KEEP:
+            _labels_changed(comparison.project_id)
         undo = CurationAction.objects.create(
             comparison=comparison,
             action=Action.UNDO,
@@ -546,6 +558,8 @@ def curation_policy_apply(*, policy: CurationPolicy, run: CurationRun) -> list[C
                         requeue_priority=priority,
                     )
                 )
+        if done:
+            _labels_changed(run.project_id)
     return done
 
 

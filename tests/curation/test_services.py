@@ -16,6 +16,7 @@ from annotation.models import Comparison, LabelResolution, Membership
 from annotation.services.exporting import export_jsonl_chunks, export_parquet_write
 from annotation.services.labels import comparison_labels_refresh
 from annotation.services.queue import assignment_next_for
+from annotation.signals import labels_changed
 from curation.detectors import DetectorResult
 from curation.models import (
     AnnotatorReliability,
@@ -445,3 +446,31 @@ def test_a_run_whose_pairs_went_away_fails_with_the_reason(project, admin):
     assert run.status == "failed"
     assert "only 0 labelled A/B pairs" in run.error
     assert curation_run_execute(run=run).status == "failed"  # finished: left as it is
+
+
+def test_actions_tell_automatic_training_once_per_transaction(
+    project, admin, django_capture_on_commit_callbacks
+):
+    comparisons = _labelled(project, 3)
+    sent = []
+
+    def receiver(sender, *, project_ids, **kwargs):
+        sent.append(project_ids)
+
+    labels_changed.connect(receiver)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            curation_action_apply(
+                project=project,
+                comparison_ids=[c.pk for c in comparisons],
+                action="flip",
+                actor=admin,
+            )
+        with django_capture_on_commit_callbacks(execute=True):
+            curation_action_apply(
+                project=project, comparison_ids=[comparisons[0].pk], action="keep", actor=admin
+            )
+    finally:
+        labels_changed.disconnect(receiver)
+
+    assert sent == [{project.pk}]

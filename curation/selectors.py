@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Exists, F, Max, OuterRef, Prefetch, QuerySet
+from django.db.models import Count, Exists, F, Max, OuterRef, Prefetch, Q, QuerySet
 from django.http import Http404
 
 from annotation.models import Comparison, Judgement, Membership, Project
@@ -88,14 +88,13 @@ def flagged_comparison_list(
                 ),
                 to_attr="recent_actions",
             ),
-            Prefetch("judgements", queryset=Judgement.objects.order_by("id")),
+            # Sorted by kind: the page groups them ("2 human, 1 imported").
+            Prefetch("judgements", queryset=Judgement.objects.order_by("source_kind", "id")),
         )
     )
 
 
-def _flag_filter(run: CurationRun, detector: str):
-    from django.db.models import Q
-
+def _flag_filter(run: CurationRun, detector: str) -> Q:
     q = Q(noise_flags__run=run)
     if detector:
         q &= Q(noise_flags__detector=detector)

@@ -633,7 +633,10 @@ def _score_chunk_read(
     text = Candidate.Kind.TEXT
     params = [project_id, after_id, limit, text, text] + [encoder.version] * 3
     connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
+    # SET LOCAL needs a transaction: the JIT compiler costs ~0.1 s a round and gains
+    # nothing on index look-ups and hash joins.
+    with transaction.atomic(), psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute("SET LOCAL jit = off")
         cursor.execute(query, params, binary=True)
         rows = cursor.fetchall()
         if not rows:

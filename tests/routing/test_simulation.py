@@ -14,9 +14,15 @@ TOPICS = ["bread", "tea", "bikes", "taxes", "python", "gardens", "chess", "jazz"
 KEYS = ("acc_hyper_30", "acc_uncertainty_30", "acc_random_30", "acc_all_ai", "acc_all_human")
 
 
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    """One embedding cache for the module: the file is embedded once, then read back."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture
-def trl_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(curation.evaluation, "CACHE_DIR", tmp_path / "cache")
+def trl_file(tmp_path, monkeypatch, cache_dir):
+    monkeypatch.setattr(curation.evaluation, "CACHE_DIR", cache_dir)
     rows = []
     for i in range(60):
         topic = TOPICS[i % len(TOPICS)]
@@ -32,7 +38,7 @@ def trl_file(tmp_path, monkeypatch):
     return path
 
 
-def test_simulate_routing_quick_prints_the_table_and_the_last_line(trl_file, capsys, tmp_path):
+def test_simulate_routing_quick_prints_the_table_and_the_last_line(trl_file, capsys, cache_dir):
     call_command(
         "simulate_routing", str(trl_file), "--quick", "--seeds", "1", "--budgets", "0.3,0.5",
         "--human-noise", "0.1",
@@ -46,7 +52,7 @@ def test_simulate_routing_quick_prints_the_table_and_the_last_line(trl_file, cap
     assert set(values) == set(KEYS)
     assert all(0.0 <= float(v) <= 1.0 for v in values.values())
     # The embeddings were cached under the (patched) cache folder, keyed by the file hash.
-    assert list((tmp_path / "cache").glob("*.npz"))
+    assert list(cache_dir.glob("*.npz"))
 
 
 def test_simulate_routing_refuses_bad_arguments(trl_file):

@@ -3,18 +3,19 @@
 Run from the repository root (DATABASE_URL must point at PostgreSQL):
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/prefdata \\
-        .venv/bin/python bench/scoring_bench.py [--texts 10000] [--pairs 100000]
-                                                [--score-pairs 100000] [--quick]
+        .venv/bin/python bench/scoring_bench.py [--texts 10000] [--rounds 4] [--pairs 100000]
+                                                [--score-pairs 100000] [--quick] [--breakdown]
                                                 [--skip-embed] [--skip-train] [--skip-score]
 
 It drops and re-creates its own database, named after DATABASE_URL's with `_scorebench`
 appended (or BENCH_DATABASE_URL), migrates it, then:
 
 1. embed: imports --texts distinct texts (turns of the hh-rlhf sample, topped up with
-   generated sentences of varied length) as prompts and candidates of a project, encodes
-   them once with the raw `SentenceTransformer.encode` (the encoder's own model, batch size
-   and normalisation), then times `embeddings_compute_project` on the same project (rows in
-   the database to stored vectors). embed_ratio = pipeline texts/s / raw texts/s.
+   generated sentences of varied length) as prompts and candidates of --rounds projects.
+   Per project it times the raw `SentenceTransformer.encode` of its texts (the encoder's own
+   model, batch size and normalisation) and `embeddings_compute_project` (rows in the
+   database to stored vectors), alternating which goes first. embed_ratio = raw seconds /
+   pipeline seconds (pipeline throughput over raw throughput).
 2. train: --pairs synthetic 384-d pairs whose labels come from a hidden reward (a linear
    term on the response and one on the prompt-response agreement, plus logistic noise);
    times `train_ensemble` with the default `TrainConfig` and prints the held-out accuracy
@@ -24,6 +25,9 @@ appended (or BENCH_DATABASE_URL), migrates it, then:
    (reads of the vectors, the forward pass, the Score upsert), then again to time a re-score
    that overwrites every row.
 
+--breakdown also trains once in float32 (time and accuracy) and times scoring's steps one
+by one. --quick is a smoke run (300 texts, 5,000 pairs).
+
 Last line: `embed_ratio=R train_100k_s=T score_100k_s=S` (S: the first scoring of the
 version; the re-score is printed above it). A skipped part prints `skipped`.
 """
@@ -31,6 +35,7 @@ version; the re-score is printed above it). A skipped part prints `skipped`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import json
 import os
@@ -135,7 +140,10 @@ def bench_texts(n: int, seed: int = 7) -> list[str]:
     return texts
 
 
-def part_embed(n_texts: int) -> float:
+def part_embed(n_texts: int, rounds: int) -> float:
+    """Raw encode and pipeline alternate over `rounds` slices of the texts (one project
+    each; odd rounds run the pipeline first), so that a change of load while the bench runs
+    hits both sides alike. The ratio is of the summed times."""
     import torch
 
     from annotation.services.projects import project_create
@@ -144,51 +152,68 @@ def part_embed(n_texts: int) -> float:
     from scoring.services import embeddings_compute_project, encoder_current
 
     texts = bench_texts(n_texts)
-    # Rows of (prompt, chosen, rejected): every text is a prompt or a candidate once.
-    rows = [
-        {"prompt": texts[i], "chosen": texts[i + 1], "rejected": texts[i + 2]}
-        for i in range(0, len(texts) - 2, 3)
-    ]
-    project = project_create(slug="embed-bench", name="embed bench")
-    import_rows(project, rows, "embed")
     encoder = encoder_current()
-    items = embeddings_missing(project=project, encoder=encoder)
-    db_texts = [text for _, text in items]
-    chars = sum(len(t) for t in db_texts)
+    projects = []
+    size = -(-len(texts) // rounds)
+    for r in range(rounds):
+        part = texts[r * size : (r + 1) * size]
+        # Rows of (prompt, chosen, rejected): every text is a prompt or a candidate once.
+        rows = [
+            {"prompt": part[i], "chosen": part[i + 1], "rejected": part[i + 2]}
+            for i in range(0, len(part) - 2, 3)
+        ]
+        project = project_create(slug=f"embed-bench-{r}", name=f"embed bench {r}")
+        import_rows(project, rows, f"embed-{r}")
+        projects.append(project)
+    slices = [
+        [text for _, text in embeddings_missing(project=p, encoder=encoder)] for p in projects
+    ]
+    total = sum(len(s) for s in slices)
+    chars = sum(len(t) for s in slices for t in s)
     print(
-        f"[embed] {len(db_texts):,} texts in the database, not embedded "
-        f"({chars / len(db_texts):.0f} characters on average); encoder {encoder.version}, "
+        f"[embed] {total:,} texts in the database, not embedded, in {rounds} projects "
+        f"({chars / total:.0f} characters on average); encoder {encoder.version}, "
         f"batch size {encoder.batch_size}, torch threads {torch.get_num_threads()}"
     )
     model = encoder.model
-    model.encode(db_texts[:64], batch_size=encoder.batch_size)  # warm-up (first-call costs)
+    model.encode(slices[0][:64], batch_size=encoder.batch_size)  # warm-up (first-call costs)
 
-    print(f"[embed] {load_line()} before the raw encode")
-    started = time.perf_counter()
-    model.encode(
-        db_texts,
-        batch_size=encoder.batch_size,
-        convert_to_numpy=True,
-        normalize_embeddings=True,
-        show_progress_bar=False,
-    )
-    raw_s = time.perf_counter() - started
-    print(
-        f"[embed] raw SentenceTransformer.encode: {raw_s:.1f} s, {len(db_texts) / raw_s:.1f} texts/s"
-    )
+    def raw(db_texts: list[str]) -> float:
+        started = time.perf_counter()
+        model.encode(
+            db_texts,
+            batch_size=encoder.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        return time.perf_counter() - started
 
-    print(f"[embed] {load_line()} before the pipeline")
-    started = time.perf_counter()
-    created = embeddings_compute_project(project=project, encoder=encoder)
-    pipe_s = time.perf_counter() - started
+    def pipeline(project) -> tuple[float, int]:
+        started = time.perf_counter()
+        created = embeddings_compute_project(project=project, encoder=encoder)
+        return time.perf_counter() - started, created
+
+    raw_s = pipe_s = 0.0
+    created = 0
+    for r, (project, db_texts) in enumerate(zip(projects, slices, strict=True)):
+        if r % 2:
+            (p_s, made), r_s = pipeline(project), raw(db_texts)
+        else:
+            r_s, (p_s, made) = raw(db_texts), pipeline(project)
+        raw_s, pipe_s, created = raw_s + r_s, pipe_s + p_s, created + made
+        print(
+            f"[embed] round {r + 1}: {len(db_texts):,} texts, raw SentenceTransformer.encode "
+            f"{r_s:.1f} s, embeddings_compute_project {p_s:.1f} s ({made:,} stored); {load_line()}"
+        )
     stored = Embedding.objects.filter(encoder=encoder.version).count()
+    if created != total or stored != total:
+        sys.exit(f"the pipeline stored {created} ({stored}) vectors for {total} texts")
     print(
-        f"[embed] embeddings_compute_project: {created:,} vectors in {pipe_s:.1f} s, "
-        f"{created / pipe_s:.1f} texts/s ({stored:,} stored)"
+        f"[embed] raw encode {raw_s:.1f} s ({total / raw_s:.1f} texts/s); pipeline, rows in the "
+        f"database to stored vectors, {pipe_s:.1f} s ({total / pipe_s:.1f} texts/s)"
     )
-    if created != len(db_texts):
-        sys.exit(f"the pipeline stored {created} vectors for {len(db_texts)} texts")
-    ratio = (created / pipe_s) / (len(db_texts) / raw_s)
+    ratio = raw_s / pipe_s
     print(f"[embed] ratio {ratio:.3f} (target >= 0.9); {load_line()}")
     return ratio
 
@@ -226,10 +251,16 @@ def synthetic_pairs(n: int, seed: int):
     return p, chosen, rejected, bayes
 
 
-def part_train(n_pairs: int) -> tuple[float, object]:
+def part_train(n_pairs: int, breakdown: bool = False) -> tuple[float, object]:
     import torch
 
-    from scoring.train import PairArrays, TrainConfig, evaluate, train_ensemble
+    from scoring.train import (
+        PairArrays,
+        TrainConfig,
+        evaluate,
+        precision_dtype,
+        train_ensemble,
+    )
 
     config = TrainConfig()
     p, c, r, bayes = synthetic_pairs(n_pairs, seed=1)
@@ -237,7 +268,8 @@ def part_train(n_pairs: int) -> tuple[float, object]:
     print(
         f"[train] {n_pairs:,} synthetic pairs, d={DIM}; held-out {len(hp):,}; "
         f"TrainConfig: head={config.head} members={config.members} epochs={config.epochs} "
-        f"hidden={config.hidden} batch_size={config.batch_size} bootstrap={config.bootstrap}; "
+        f"hidden={config.hidden} batch_size={config.batch_size} bootstrap={config.bootstrap} "
+        f"precision={config.precision} ({str(precision_dtype(config.precision)).removeprefix('torch.')}); "
         f"torch threads {torch.get_num_threads()}; {load_line()}"
     )
     train = PairArrays(p, c, r)
@@ -251,13 +283,23 @@ def part_train(n_pairs: int) -> tuple[float, object]:
         f"log loss {metrics['eval_log_loss']:.4f}, ECE {metrics['eval_ece']:.4f}; "
         f"final train loss {result.metrics['train_loss']:.4f}; {load_line()}"
     )
+    if breakdown and config.precision != "float32":
+        full = dataclasses.replace(config, precision="float32")
+        started = time.perf_counter()
+        other = train_ensemble(full, train)
+        full_s = time.perf_counter() - started
+        acc = evaluate(other.ensemble, PairArrays(hp, hc, hr))["eval_accuracy"]
+        print(
+            f"[train] the same in float32: {full_s:.1f} s, held-out accuracy {acc:.4f}; "
+            f"{load_line()}"
+        )
     return train_s, result
 
 
 # ---------------------------------------------------------------------------- 3. score
 
 
-def part_score(n_pairs: int, result) -> float:
+def part_score(n_pairs: int, result, breakdown: bool = False) -> float:
     import io
 
     from django.core.files.base import ContentFile
@@ -319,7 +361,50 @@ def part_score(n_pairs: int, result) -> float:
         )
         if written != n_comparisons or stored != n_comparisons:
             sys.exit(f"expected {n_comparisons} scores, wrote {written}, stored {stored}")
+    if breakdown:
+        score_breakdown(version, encoder)
     return timings[0]
+
+
+def score_breakdown(version, encoder) -> None:
+    """Where scores_compute's time goes: the same steps, timed one by one (a third pass)."""
+    import io
+
+    import torch
+
+    from scoring import services
+    from scoring.train import ensemble_load, fast_dtype
+
+    with version.artifact.open("rb") as fh:
+        ensemble = ensemble_load(io.BytesIO(fh.read()))
+    dtype = fast_dtype()
+    started = time.perf_counter()
+    chunks, last = [], 0
+    while chunk := services._score_chunk_read(
+        version.project_id, encoder, last, services.SCORE_CHUNK
+    ):
+        chunks.append(chunk)
+        last = int(chunk.ids.max())
+    read_s = time.perf_counter() - started
+    started = time.perf_counter()
+    results = [services._chunk_score(ensemble, chunk, dtype) for chunk in chunks]
+    forward_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for chunk in chunks:
+        services._chunk_score(ensemble, chunk, torch.float32)
+    forward32_s = time.perf_counter() - started
+    full = np.concatenate([services._chunk_score(ensemble, c, torch.float32)[0] for c in chunks])
+    low = np.concatenate([p for p, _ in results])
+    started = time.perf_counter()
+    for chunk, (p_a, spread) in zip(chunks, results, strict=True):
+        services._scores_write(chunk.ids, version.pk, p_a, spread)
+    write_s = time.perf_counter() - started
+    print(
+        f"[score] breakdown ({len(chunks)} rounds of {services.SCORE_CHUNK:,}): read comparisons "
+        f"and vectors {read_s:.2f} s, heads in {str(dtype).removeprefix('torch.')} "
+        f"{forward_s:.2f} s (float32: {forward32_s:.2f} s; largest difference in P(A) "
+        f"{np.abs(full - low).max():.4f}), upsert {write_s:.2f} s; {load_line()}"
+    )
 
 
 # ---------------------------------------------------------------------------- main
@@ -328,6 +413,9 @@ def part_score(n_pairs: int, result) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--texts", type=int, default=10_000, help="texts for embed_ratio")
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="slices that raw encode and pipeline alternate on"
+    )
     parser.add_argument("--pairs", type=int, default=100_000, help="training pairs")
     parser.add_argument("--score-pairs", type=int, default=100_000, help="comparisons scored")
     parser.add_argument(
@@ -336,9 +424,14 @@ def main() -> None:
     parser.add_argument("--skip-embed", action="store_true")
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--skip-score", action="store_true")
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time training in float32, and scoring's steps one by one",
+    )
     args = parser.parse_args()
     if args.quick:
-        args.texts, args.pairs, args.score_pairs = 300, 5_000, 5_000
+        args.texts, args.pairs, args.score_pairs, args.rounds = 300, 5_000, 5_000, 2
 
     url = bench_url()
     setup(url)
@@ -350,13 +443,19 @@ def main() -> None:
         f"torch {torch.__version__}, {load_line()}"
     )
 
-    embed_ratio = "skipped" if args.skip_embed else f"{part_embed(args.texts):.3f}"
+    embed_ratio = "skipped" if args.skip_embed else f"{part_embed(args.texts, args.rounds):.3f}"
     train_s, result = "skipped", None
     if not args.skip_train or not args.skip_score:
-        seconds, result = part_train(args.pairs if not args.skip_train else 2_000)
+        seconds, result = part_train(
+            args.pairs if not args.skip_train else 2_000, args.breakdown and not args.skip_train
+        )
         if not args.skip_train:
             train_s = f"{seconds:.2f}"
-    score_s = "skipped" if args.skip_score else f"{part_score(args.score_pairs, result):.2f}"
+    score_s = (
+        "skipped"
+        if args.skip_score
+        else f"{part_score(args.score_pairs, result, args.breakdown):.2f}"
+    )
     print(f"{load_line()} at the end")
     print(f"embed_ratio={embed_ratio} train_100k_s={train_s} score_100k_s={score_s}")
 

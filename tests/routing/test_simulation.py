@@ -40,7 +40,7 @@ def trl_file(tmp_path, monkeypatch, cache_dir):
 
 def test_simulate_routing_quick_prints_the_table_and_the_last_line(trl_file, capsys, cache_dir):
     call_command(
-        "simulate_routing", str(trl_file), "--quick", "--seeds", "1", "--budgets", "0.3,0.5",
+        "simulate_routing", str(trl_file), "--quick", "--seeds", "1", "--budgets", "0.3",
         "--human-noise", "0.1",
     )  # fmt: skip
     out = capsys.readouterr().out.strip().splitlines()

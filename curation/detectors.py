@@ -126,17 +126,29 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 def default_config(
-    n_train: int, *, members: int, seed: int, head: str = "mlp", epochs: int | None = None
+    n_train: int,
+    *,
+    members: int,
+    seed: int,
+    head: str = "mlp",
+    epochs: int | None = None,
+    hidden: int = 64,
 ) -> TrainConfig:
-    """Epochs scaled so that small sets still get ~200 optimiser steps (at most 30 epochs)."""
-    batch = int(min(1024, max(64, n_train // 8)))
+    """Heads for detection: about 100 optimiser steps whatever the size (4 to 60 epochs).
+
+    Batches of a quarter of the data (64 to 1024 pairs) and a 64-unit MLP: on the 1,612 real
+    hh-rlhf pairs this reaches the same out-of-fold accuracy as 256 units and 3x the steps
+    (0.62) at a third of the time, and the detectors train 16 ensembles per run.
+    """
+    batch = int(min(1024, max(64, n_train // 4)))
     if epochs is None:
-        epochs = int(min(30, max(4, math.ceil(200 * batch / max(n_train, 1)))))
+        epochs = int(min(60, max(4, math.ceil(100 * batch / max(n_train, 1)))))
     return TrainConfig(
         head=head,
         members=members,
         epochs=epochs,
         batch_size=batch,
+        hidden=hidden,
         seed=seed,
         progress_every=10_000,
     )

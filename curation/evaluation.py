@@ -453,7 +453,10 @@ def report(raw: dict, opts: EvalOptions) -> tuple[list[str], str]:
         best = max(OURS, key=lambda k: f1.get(k, -1))
         summary[f"f1_best_{pct}"] = f1[best]
         summary[f"f1_cleanlab_{pct}"] = f1["cleanlab"]
-        lines.append(f"Best of ours: {best} (F1 {f1[best]:.3f}); cleanlab {f1['cleanlab']:.3f}.")
+        lines.append(
+            f"Best of ours: {best} (F1 {f1[best]:.3f}); cleanlab {f1['cleanlab']:.3f}. "
+            f"Reference: flagging every pair scores F1 {2 * rate / (1 + rate):.3f}."
+        )
         lines.append("")
         rm = raw["rm"][rate]
         lines.append("| reward model trained on | held-out accuracy (clean labels) |")

@@ -55,6 +55,7 @@ raises ValueError.
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
@@ -91,13 +92,24 @@ def _frame(judgements: list[tuple[int, str, bool]]):
     )
 
 
+def _ignore_pandas_deprecations() -> None:
+    """crowd-kit 1.4.2 calls pandas APIs that pandas 3 deprecates; those warnings are noise."""
+    import pandas as pd
+
+    for category in (FutureWarning, DeprecationWarning, getattr(pd.errors, "Pandas4Warning", None)):
+        if category is not None:
+            warnings.simplefilter("ignore", category)
+
+
 def _dawid_skene(judgements: list[tuple[int, str, bool]]):
     """Fitted crowd-kit DawidSkene, or None when there are no judgements."""
     from crowdkit.aggregation import DawidSkene
 
     if not judgements:
         return None
-    return DawidSkene(n_iter=100).fit(_frame(judgements))
+    with warnings.catch_warnings():
+        _ignore_pandas_deprecations()
+        return DawidSkene(n_iter=100).fit(_frame(judgements))
 
 
 def _ds_confusions(model, workers: list[str]) -> dict[str, np.ndarray]:
@@ -155,7 +167,9 @@ def _gold_accuracy(
 def _mace(judgements: list[tuple[int, str, bool]]):
     from crowdkit.aggregation import MACE
 
-    return MACE(n_restarts=3, n_iter=50, random_state=0).fit(_frame(judgements))
+    with warnings.catch_warnings():
+        _ignore_pandas_deprecations()
+        return MACE(n_restarts=3, n_iter=50, random_state=0).fit(_frame(judgements))
 
 
 def _mace_reliability(model, frame) -> dict[str, float]:

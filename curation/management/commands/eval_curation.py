@@ -54,6 +54,12 @@ class Command(BaseCommand):
             action="store_true",
             help="for tests: 1 seed, 3 folds, 2 members, 3 epochs, 1 peer step",
         )
+        parser.add_argument(
+            "--cache-dir",
+            type=Path,
+            default=None,
+            help="where embeddings are cached (default .local/cache/curation)",
+        )
         parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
 
     def handle(self, *args, **opts) -> None:
@@ -101,7 +107,9 @@ class Command(BaseCommand):
                 f"{len(pairs)} labelled pairs are too few (need {4 * eval_opts.folds})"
             )
         log(f"{len(pairs)} labelled pairs ({pairs.skipped} rows or pairs skipped)")
-        prompt, a, b = embeddings_for(pairs, cache_key=file_digest(path), log=log)
+        prompt, a, b = embeddings_for(
+            pairs, cache_key=file_digest(path), cache_dir=opts["cache_dir"], log=log
+        )
         raw = evaluate(prompt, a, b, pairs.label_a, pairs.len_a, pairs.len_b, eval_opts, log=log)
         lines, last = report(raw, eval_opts)
         for line in lines:

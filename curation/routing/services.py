@@ -625,7 +625,12 @@ def _ai_labels_apply(*, project: Project, run: RoutingRun, annotator) -> None:
                 note = f"AI labels not applied: {exc.message}"
             else:
                 counts["ai_labelled"] = judging.ok_count + judging.skipped_count
-                if judging.failed_count:
+                if judging.status != "succeeded":
+                    note = (
+                        f"AI judging run #{judging.pk} of {annotator.source_name} is "
+                        f"{judging.status}: {judging.error or 'another run of it holds it'}."
+                    )
+                elif judging.failed_count:
                     note = (
                         f"{judging.failed_count:,} AI verdicts of {annotator.source_name} "
                         "failed; those comparisons stay routed to AI without a label."

@@ -337,7 +337,8 @@ def _human_majority(ids: list[int]) -> dict[int, bool]:
 
 
 def _gain_training(project: Project, annotator, version):
-    """Pairs with both a human and an AI label: (inputs, disagree, pairs). For the
+    """Pairs with both a human and an AI label: (kept indices into `pairs`, pairs, p_a,
+    spread, AI side, disagree per kept pair), or None. For the
     reward-model judge only pairs in the active model's held-out split count (its verdicts
     on pairs it trained on would agree with the humans too often)."""
     labelled = list(

@@ -238,14 +238,21 @@ def noise_rate_estimate(label_a: np.ndarray, p_a: np.ndarray) -> float:
     return float(np.clip(joint[0, 1] + joint[1, 0], 0.02, 0.45))
 
 
-def top_k_expected_f1(prob_wrong: np.ndarray) -> np.ndarray:
-    """Flag the top-k rows by P(wrong) where k maximises the expected F1 (sum-ratio form)."""
+def top_k_expected_f1(prob_wrong: np.ndarray, *, floor: float = 0.05) -> np.ndarray:
+    """Flag the top-k rows by P(wrong) where k maximises the expected F1 (sum-ratio form).
+
+    Rows below ``floor`` are never flagged (when every row is almost surely right, the
+    expected F1 is near 0 whatever k, and flagging them all would be absurd).
+    """
     n = len(prob_wrong)
     if n == 0:
         return np.zeros(0, dtype=bool)
     order = np.argsort(-prob_wrong, kind="stable")
+    order = order[prob_wrong[order] >= floor]
+    if len(order) == 0:
+        return np.zeros(n, dtype=bool)
     hits = np.cumsum(prob_wrong[order])
-    k = np.arange(1, n + 1)
+    k = np.arange(1, len(order) + 1)
     ef1 = 2 * hits / (k + prob_wrong.sum())
     best = int(np.argmax(ef1)) + 1
     flagged = np.zeros(n, dtype=bool)
@@ -329,8 +336,14 @@ def _combined(features_a: np.ndarray, label_a: np.ndarray, seed: int) -> np.ndar
     from sklearn.linear_model import LogisticRegression
 
     n = len(label_a)
+    # A constant column carries no evidence about A vs B; oriented by the label it would only
+    # encode the label balance (with every label "A" it would separate the injected flips
+    # perfectly), so it is left out.
+    varying = features_a.std(axis=0) > 1e-9
+    if not varying.any():
+        return np.full(n, 0.5)
     sign = np.where(label_a, 1.0, -1.0)[:, None]
-    x = features_a * sign  # evidence for the current label
+    x = features_a[:, varying] * sign  # evidence for the current label
     scale = x.std(axis=0) + _EPS
     x = x / scale
     rng = np.random.default_rng(seed + 7)

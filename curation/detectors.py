@@ -33,10 +33,13 @@ row of ``data``):
   half (cross-fitting). Its odds are then moved from the 50 % injection prior to the data's
   noise rate estimated by cleanlab's confident joint on the combined probabilities, so the
   score reads as P(label wrong). Flagged: the top-k rows where k maximises the expected F1
-  under those probabilities. ``docs/curation.md`` explains the design.
+  under those probabilities (rows under 5 % never). With a weak model (about 0.6 accuracy,
+  as on hh-rlhf with MiniLM) that is most of the rows: threshold the score instead.
+  ``docs/curation.md`` explains the design and the measured figures.
 
-``DetectorResult.reasons`` are short plain sentences, e.g. "4 of 5 models prefer B (mean
-margin -1.8, spread 0.3); annotators split 2-1".
+``DetectorResult.reasons`` are short plain sentences, e.g. "P(label wrong) 0.81: 5 of 5
+models prefer B (mean margin -1.80, spread 0.30); both peer models reject it; annotators 1-2
+(A-B)".
 
 Training uses ``scoring.train.train_ensemble`` with a ``TrainConfig`` (MLP heads by default,
 ``members`` per ensemble, epochs scaled to the data size unless given). ``progress(done,

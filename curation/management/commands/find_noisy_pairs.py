@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotation.exceptions import ApplicationError
 from annotation.models import Project
-from curation.models import CurationRun
+from curation.models import CurationRun, Detector
 from curation.services import curation_run_execute, curation_run_start
 
 
@@ -54,10 +54,10 @@ class Command(BaseCommand):
             f"curation run {run.pk} succeeded: {run.pairs} pairs, model version "
             f"{run.model_version_id}, {time.perf_counter() - started:.1f} s"
         )
-        for name, summary in run.summary.items():
-            if name == "policy":
-                self.stdout.write(f"policy: {summary['name']}: applied to {summary['applied']}")
-            else:
+        for name in Detector.values:
+            if summary := run.summary.get(name):
                 self.stdout.write(
                     f"{name}: flagged={summary['flagged']} mean_score={summary['mean_score']}"
                 )
+        if policy := run.summary.get("policy"):
+            self.stdout.write(f"policy: {policy['name']}: applied to {policy['applied']}")

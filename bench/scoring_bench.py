@@ -106,6 +106,15 @@ def import_rows(project, rows: list[dict], name: str) -> None:
         pairs_import(project=project, path=path, source_name=f"import:{name}")
 
 
+def backend_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) a local PostgreSQL backend has used; NaN if unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def load_line() -> str:
     return "load average " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
@@ -348,16 +357,22 @@ def part_score(n_pairs: int, result, breakdown: bool = False) -> float:
     )
     version.artifact.save(f"bench-{version.pk}.pt", ContentFile(buffer.getvalue()))
 
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
     timings = []
     for attempt in ("first scoring", "re-score (overwrites)"):
         print(f"[score] {load_line()} before the {attempt}")
+        pg_cpu, py_cpu = backend_cpu_seconds(backend), time.process_time()
         started = time.perf_counter()
         written = scores_compute(version=version)
         timings.append(time.perf_counter() - started)
+        py_cpu, pg_cpu = time.process_time() - py_cpu, backend_cpu_seconds(backend) - pg_cpu
         stored = Score.objects.filter(model_version=version).count()
         print(
             f"[score] scores_compute, {attempt}: {written:,} scores in {timings[-1]:.2f} s "
-            f"({stored:,} rows stored)"
+            f"({stored:,} rows stored); CPU time: this process {py_cpu:.2f} s (all its "
+            f"threads), its PostgreSQL backend {pg_cpu:.2f} s"
         )
         if written != n_comparisons or stored != n_comparisons:
             sys.exit(f"expected {n_comparisons} scores, wrote {written}, stored {stored}")

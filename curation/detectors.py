@@ -418,7 +418,9 @@ def detectors_run(
     labels = (~label_a).astype(int)  # class 0 = "A better", 1 = "B better"
     probs = np.clip(np.stack([p_a1, 1 - p_a1], axis=1), _EPS, 1 - _EPS)
     if len(np.unique(labels)) == 2:
-        cl_flag = find_label_issues(labels, probs)
+        # n_jobs=1: cleanlab's default multiprocessing pool never returns inside a Celery
+        # worker process (seen stuck in SemLock.acquire); one process is fast enough here.
+        cl_flag = find_label_issues(labels, probs, n_jobs=1)
         cl_score = 1 - get_label_quality_scores(labels, probs)
     else:  # cleanlab needs both classes present
         cl_flag = np.zeros(n, dtype=bool)

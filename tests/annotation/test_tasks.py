@@ -17,7 +17,7 @@ from tests.factories import PASSWORD
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
-def _wait_finished(job_id: int, timeout: float = 60) -> ImportJob:
+def _wait_finished(job_id: int, timeout: float = 180) -> ImportJob:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = ImportJob.objects.get(pk=job_id)

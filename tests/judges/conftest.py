@@ -10,9 +10,6 @@ import pytest
 
 from annotation.services.importing import pairs_import
 
-# The Playwright fixtures (Debian's chromium) for test_browser.py; launched only when asked for.
-from tests.browser.conftest import browser, page  # noqa: F401
-
 TOPICS = ["bread", "tea", "bikes", "taxes", "python", "gardens", "chess", "jazz", "rain", "maps"]
 TRAIN_CONFIG = {"epochs": 2, "members": 2}
 

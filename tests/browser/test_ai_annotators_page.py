@@ -1,5 +1,7 @@
-"""The AI annotators page in a real browser: create annotators, run one through the real
-Celery worker and watch its progress section poll (htmx) until it is done."""
+"""The AI annotators page (curation.judges) in a real browser: create annotators, run one
+through the real Celery worker and watch its progress section poll (htmx) until it is done.
+
+Here rather than in tests/judges/ so that it shares this folder's one Playwright instance."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Exporting labelled pairs in TRL's preference columns: prompt, chosen, rejected, margin, id
-(and, with `with_confidence`, the label's confidence in 0..1, for label smoothing).
+(and, with `with_confidence`, the label's confidence in 0..1, for label smoothing, and its
+source: review, human, import or ai).
 Pairs that curation dropped (Comparison.excluded) are never exported.
 
 Rows stream, so a project of any size exports in constant memory: on PostgreSQL from one
@@ -18,15 +19,26 @@ from typing import IO, Any
 import orjson
 from django.db import connection, transaction
 
-from annotation.models import Candidate, Choice, Comparison, Project, Prompt
+from annotation.models import (
+    Candidate,
+    Choice,
+    Comparison,
+    Judgement,
+    LabelResolution,
+    Project,
+    Prompt,
+)
 
 EXPORT_FORMATS = ("trl-jsonl", "trl-parquet")
 CHUNK = 5_000
 PARQUET_ROW_GROUP = 50_000
 PARQUET_BATCH = 10_000  # divides PARQUET_ROW_GROUP
 # One exported row: prompt, chosen, rejected (strings or lists of messages), margin, id,
-# confidence.
-Values = tuple[Any, Any, Any, float | None, str, float | None]
+# confidence, label source.
+Values = tuple[Any, Any, Any, float | None, str, float | None, str | None]
+# Where a label came from, most authoritative first: a reviewer's (or curation's) resolution,
+# people, an imported file, AI annotators (which label only pairs nobody else has).
+SOURCE_ORDER = ("review", "human", "import", "ai")
 
 
 def export_is_conversational(*, project: Project) -> bool:
@@ -38,31 +50,32 @@ def export_is_conversational(*, project: Project) -> bool:
 
 def export_rows(*, project: Project, with_confidence: bool = False) -> Iterator[dict[str, Any]]:
     """Labelled pairs (A or B preferred; ties and both-bad have no chosen side)."""
-    for values in _export_values(project):
+    for values in _export_values(project, with_source=with_confidence):
         yield _row(values, with_confidence)
 
 
 def _row(values: Values, with_confidence: bool) -> dict[str, Any]:
-    prompt, chosen, rejected, margin, rid, confidence = values
+    prompt, chosen, rejected, margin, rid, confidence, source = values
     row = {"prompt": prompt, "chosen": chosen, "rejected": rejected, "margin": margin, "id": rid}
     if with_confidence:
         row["confidence"] = confidence
+        row["label_source"] = source
     return row
 
 
-def _export_values(project: Project) -> Iterator[Values]:
+def _export_values(project: Project, *, with_source: bool = False) -> Iterator[Values]:
     conversational = export_is_conversational(project=project)
     if connection.vendor == "postgresql":
-        rows = _pairs_postgres(project, conversational)
+        rows = _pairs_postgres(project, conversational, with_source)
     else:
-        rows = _pairs_orm(project)
+        rows = _pairs_orm(project, with_source)
     if not conversational:
         # (id, prompt text, prompt messages, chosen text, ..., rejected messages): no messages.
-        for rid, margin, p_text, _, c_text, _, r_text, _, confidence in rows:
-            yield p_text, c_text, r_text, margin, rid, confidence
+        for rid, margin, p_text, _, c_text, _, r_text, _, confidence, source in rows:
+            yield p_text, c_text, r_text, margin, rid, confidence, source
         return
     loads = orjson.loads
-    for rid, margin, p_text, p_msgs, c_text, c_msgs, r_text, r_msgs, confidence in rows:
+    for rid, margin, p_text, p_msgs, c_text, c_msgs, r_text, r_msgs, confidence, source in rows:
         yield (
             _messages(p_msgs, loads) or [{"role": "user", "content": p_text}],
             _messages(c_msgs, loads) or [{"role": "assistant", "content": c_text}],
@@ -70,6 +83,7 @@ def _export_values(project: Project) -> Iterator[Values]:
             margin,
             rid,
             confidence,
+            source,
         )
 
 
@@ -78,9 +92,24 @@ def _messages(value: Any, loads) -> Any:
     return loads(value) if isinstance(value, str) else value
 
 
-def _pairs_postgres(project: Project, conversational: bool) -> Iterator[tuple]:
+def _source_sql(with_source: bool) -> str:
+    if not with_source:
+        return "NULL::text"
+    judgement = Judgement._meta.db_table
+    cases = [
+        f"WHEN EXISTS (SELECT 1 FROM {LabelResolution._meta.db_table} r "
+        f"WHERE r.comparison_id = c.id) THEN 'review'"
+    ] + [
+        f"WHEN EXISTS (SELECT 1 FROM {judgement} j WHERE j.comparison_id = c.id "
+        f"AND j.source_kind = '{kind}') THEN '{kind}'"
+        for kind in SOURCE_ORDER[1:]
+    ]
+    return f"CASE {' '.join(cases)} END"
+
+
+def _pairs_postgres(project: Project, conversational: bool, with_source: bool) -> Iterator[tuple]:
     """(id, margin, prompt text, prompt messages, chosen text, chosen messages, rejected text,
-    rejected messages, confidence) in comparison id order. Messages are jsonb text, or NULL when the
+    rejected messages, confidence, label source) in comparison id order. Messages are jsonb text, or NULL when the
     project has none.
 
     The comparisons (narrow rows) are sorted first, then each is joined to its texts by
@@ -92,7 +121,7 @@ def _pairs_postgres(project: Project, conversational: bool) -> Iterator[tuple]:
     sql = f"""
         SELECT COALESCE(NULLIF(c.external_id, ''), c.id::text), c.label_margin,
                p.text, p.messages, ch.text, ch.messages, rj.text, rj.messages,
-               c.label_confidence
+               c.label_confidence, {_source_sql(with_source)}
         FROM (
             SELECT id, external_id, label_margin, label_confidence, prompt_id,
                    CASE WHEN label = %(a)s THEN candidate_a_id ELSE candidate_b_id END AS chosen,
@@ -126,7 +155,8 @@ def _pairs_postgres(project: Project, conversational: bool) -> Iterator[tuple]:
             yield from rows
 
 
-def _pairs_orm(project: Project) -> Iterator[tuple]:
+def _pairs_orm(project: Project, with_source: bool) -> Iterator[tuple]:
+    sources: dict[int, str] = {}
     qs = (
         Comparison.objects.filter(project=project, label__in=[Choice.A, Choice.B], excluded=False)
         .order_by("id")
@@ -144,20 +174,32 @@ def _pairs_orm(project: Project) -> Iterator[tuple]:
             "label_confidence",
         )
     )
+    if with_source:  # the zero-setup (SQLite) run: small projects, one pass is fine
+        kinds: dict[int, set[str]] = {}
+        for cid, kind in Judgement.objects.filter(comparison__project=project).values_list(
+            "comparison_id", "source_kind"
+        ):
+            kinds.setdefault(cid, set()).add(kind)
+        for cid in LabelResolution.objects.filter(comparison__project=project).values_list(
+            "comparison_id", flat=True
+        ):
+            kinds.setdefault(cid, set()).add("review")
+        sources = {cid: next(s for s in SOURCE_ORDER if s in found) for cid, found in kinds.items()}
     for row in qs.iterator(chunk_size=CHUNK):
         pk, ext, label, margin, p_text, p_msgs, a_text, a_msgs, b_text, b_msgs, conf = row
         rid = ext or str(pk)
+        source = sources.get(pk)
         if label == Choice.A:
-            yield rid, margin, p_text, p_msgs, a_text, a_msgs, b_text, b_msgs, conf
+            yield rid, margin, p_text, p_msgs, a_text, a_msgs, b_text, b_msgs, conf, source
         else:
-            yield rid, margin, p_text, p_msgs, b_text, b_msgs, a_text, a_msgs, conf
+            yield rid, margin, p_text, p_msgs, b_text, b_msgs, a_text, a_msgs, conf, source
 
 
 def export_jsonl_chunks(*, project: Project, with_confidence: bool = False) -> Iterator[bytes]:
     """JSON Lines, in chunks of about a thousand rows (for streaming responses)."""
     dumps = orjson.dumps
     buf: list[bytes] = []
-    for values in _export_values(project):
+    for values in _export_values(project, with_source=with_confidence):
         buf.append(dumps(_row(values, with_confidence)))
         if len(buf) >= 1000:
             buf.append(b"")
@@ -184,7 +226,7 @@ def _parquet_schema(conversational: bool, with_confidence: bool = False):
         ("id", pa.string()),
     ]
     if with_confidence:
-        fields.append(("confidence", pa.float64()))
+        fields += [("confidence", pa.float64()), ("label_source", pa.string())]
     return pa.schema(fields)
 
 
@@ -217,7 +259,9 @@ def export_parquet_write(
             writer.write_table(pa.Table.from_batches(batches, schema=schema))
             batches.clear()
 
-        for prompt, chosen, rejected, margin, rid, confidence in _export_values(project):
+        for prompt, chosen, rejected, margin, rid, confidence, source in _export_values(
+            project, with_source=with_confidence
+        ):
             prompts.append(prompt)
             chosens.append(chosen)
             rejecteds.append(rejected)
@@ -225,6 +269,7 @@ def export_parquet_write(
             ids.append(rid)
             if with_confidence:
                 columns[5].append(confidence)
+                columns[6].append(source)
             n += 1
             if len(ids) >= PARQUET_BATCH:
                 batch_add()

@@ -3,6 +3,10 @@
 Majority weighted by strength (a judgement of strength s counts 1 + s), times the author's
 Membership.reliability where curation has estimated it (NULL counts as 1): curation writes
 those weights only once the project has enough overlap to estimate them.
+
+AI judgements label only what people have not: a comparison with a human or imported
+judgement takes its label from those alone (its AI judgements stay, for agreement figures),
+and one with AI judgements only takes theirs, each weighted by its confidence.
 """
 
 from __future__ import annotations
@@ -23,17 +27,30 @@ def comparison_labels_refresh(*, comparison_ids: Iterable[int]) -> int:
     margins: dict[int, list[float]] = defaultdict(list)
     rows = list(
         Judgement.objects.filter(comparison_id__in=ids).values_list(
-            "comparison_id", "choice", "strength", "margin", "user_id", "comparison__project_id"
+            "comparison_id",
+            "choice",
+            "strength",
+            "margin",
+            "user_id",
+            "comparison__project_id",
+            "source_kind",
+            "confidence",
         )
     )
+    has_people = {row[0] for row in rows if row[6] != Judgement.SourceKind.AI}
     reliability = {
         (project_id, user_id): weight
         for project_id, user_id, weight in Membership.objects.filter(
             project_id__in={row[5] for row in rows}, reliability__isnull=False
         ).values_list("project_id", "user_id", "reliability")
     }
-    for cid, choice, strength, margin, user_id, project_id in rows:
-        weight = reliability.get((project_id, user_id), 1.0) if user_id else 1.0
+    for cid, choice, strength, margin, user_id, project_id, kind, confidence in rows:
+        if kind == Judgement.SourceKind.AI:
+            if cid in has_people:
+                continue
+            weight = 1.0 if confidence is None else confidence
+        else:
+            weight = reliability.get((project_id, user_id), 1.0) if user_id else 1.0
         weights[cid][choice] += (1 + (strength or 0)) * weight
         if margin is not None:
             margins[cid].append(margin)
@@ -55,7 +72,9 @@ def comparison_labels_refresh(*, comparison_ids: Iterable[int]) -> int:
         if comparison.label:
             comparison.status = Comparison.Status.LABELLED
         else:
-            comparison.status = Comparison.Status.DISPUTED if votes else Comparison.Status.PENDING
+            # Votes that weigh nothing (AI judges with no confidence) leave it to people.
+            weighed = bool(votes) and sum(votes.values()) > 0
+            comparison.status = Comparison.Status.DISPUTED if weighed else Comparison.Status.PENDING
         updated.append(comparison)
     Comparison.objects.bulk_update(
         updated, ["label", "label_confidence", "label_margin", "status"], batch_size=1000

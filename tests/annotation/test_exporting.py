@@ -110,3 +110,41 @@ def test_export_leaves_out_unlabelled_ties_and_other_projects(project, other_pro
 
     # a=b is a tie, x/y unlabelled: only a>c and b>c export.
     assert sorted((r["chosen"], r["rejected"]) for r in rows) == [("a", "c"), ("b", "c")]
+
+
+def test_the_confidence_export_says_where_each_label_came_from(project, annotator, admin):
+    import uuid
+
+    from annotation.models import Judgement, LabelResolution
+    from annotation.services.labels import comparison_labels_refresh
+    from tests.factories import comparison_make, judgement_make
+
+    human, ai, both, reviewed = (comparison_make(project) for _ in range(4))
+    judgement_make(human, annotator, "a")
+    for comparison in (ai, both):
+        Judgement.objects.create(
+            comparison=comparison,
+            source_kind=Judgement.SourceKind.AI,
+            source_name="ai:judge",
+            choice="b",
+            confidence=0.9,
+            idempotency_key=uuid.uuid4().hex,
+        )
+    judgement_make(both, annotator, "a")
+    judgement_make(reviewed, annotator, "a")
+    comparison_labels_refresh(comparison_ids=[c.pk for c in (human, ai, both, reviewed)])
+    LabelResolution.objects.create(
+        comparison=reviewed, reviewer=admin, previous_label="a", label="b", note="checked"
+    )
+    Comparison.objects.filter(pk=reviewed.pk).update(label="b")
+
+    rows = {r["id"]: r for r in export_rows(project=project, with_confidence=True)}
+    assert {
+        cid: rows[str(c.pk)]["label_source"] for cid, c in enumerate((human, ai, both, reviewed))
+    } == {
+        0: "human",
+        1: "ai",
+        2: "human",  # the AI judgement is kept but people decided the label
+        3: "review",
+    }
+    assert "label_source" not in next(export_rows(project=project))

@@ -338,7 +338,15 @@ def test_export_skips_dropped_pairs_and_can_carry_confidence(project, admin):
     buffer = io.BytesIO()
     assert export_parquet_write(project=project, out=buffer, with_confidence=True) == 1
     table = pq.read_table(io.BytesIO(buffer.getvalue()))
-    assert table.column_names == ["prompt", "chosen", "rejected", "margin", "id", "confidence"]
+    assert table.column_names == [
+        "prompt",
+        "chosen",
+        "rejected",
+        "margin",
+        "id",
+        "confidence",
+        "label_source",
+    ]
     assert table.column("confidence").to_pylist() == [0.75]
 
 

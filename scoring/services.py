@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import OuterRef, Subquery
 from django.db.models.functions import Length
 from django.utils import timezone
@@ -131,7 +133,10 @@ def _vectors_write(hashes: list[str], vectors: list[bytes], encoder: Encoder, dt
 MIN_TRAIN_PAIRS = 20
 MODEL_VERSION_LOCK = 0x5C0E  # advisory lock class for training runs
 AUTO_TRAIN_LOCK = 0x5C0F  # advisory lock class for the automatic-training decision
-SCORE_CHUNK = 50_000  # comparisons scored (and their vectors loaded) per round
+# Comparisons scored (and their vectors loaded) per round. Rounds of 10,000-12,500 overlap
+# reading with scoring best on 2 cores (100k: 3.9-4.5 s; 25,000: 4.6 s; 50,000: 5.1 s;
+# 5,000: 4.6-5.0 s; docs/benchmarks.md).
+SCORE_CHUNK = 12_500
 TRANSFORMER_SCORE_CHUNK = 2_000  # comparisons (with their texts) a transformer scores per round
 
 _FINISHED = (
@@ -533,8 +538,9 @@ def scores_compute(*, version: ModelVersion) -> int:
 
     Per round of SCORE_CHUNK comparisons: one query reads the comparisons with their three
     vectors, the heads run once per distinct (prompt, response) in bfloat16 where the CPU
-    has it natively (`fast_dtype`), and one statement upserts the scores. Contents without
-    a vector are embedded first (`embeddings_compute_project`), then the round is read again."""
+    has it natively (`fast_dtype`), and one statement upserts the scores; the next round is
+    read meanwhile on a second connection (`_prefetcher`). Contents without a vector are
+    embedded first (`embeddings_compute_project`), then the round is read again."""
     if version.status != ModelVersion.Status.SUCCEEDED or not version.artifact:
         raise ApplicationError(f"Model version #{version.pk} has no trained model to score with.")
     if version.kind == ModelVersion.Kind.TRANSFORMER:
@@ -543,24 +549,60 @@ def scores_compute(*, version: ModelVersion) -> int:
         ensemble = ensemble_load(io.BytesIO(fh.read()))
     dtype = fast_dtype(next(ensemble.parameters()).device)
     encoder = encoder_current()
+
+    def read(after_id: int) -> _ScoreChunk | None:
+        return _score_chunk_read(version.project_id, encoder, after_id, SCORE_CHUNK)
+
     written, last_id, embedded = 0, 0, False
-    while chunk := _score_chunk_read(version.project_id, encoder, last_id, SCORE_CHUNK):
-        if chunk.missing:
-            if embedded:  # embedded already, still missing: the encoder wrote nothing
-                raise EmbeddingsMissing(
-                    f"{chunk.missing:,} contents of project #{version.project_id} have no "
-                    f"{encoder.version} vector after embedding them."
-                )
-            embeddings_compute_project(project=version.project, encoder=encoder)
-            embedded = True
-            continue  # the same round again, with its vectors
-        p_a, spread = _chunk_score(ensemble, chunk, dtype)
-        written += _scores_write(chunk.ids, version.pk, p_a, spread)
-        last_id = int(chunk.ids.max())
+    with _prefetcher() as prefetch:
+        pending = prefetch(read, last_id)
+        while chunk := pending.result():
+            if chunk.missing:
+                if embedded:  # embedded already, still missing: the encoder wrote nothing
+                    raise EmbeddingsMissing(
+                        f"{chunk.missing:,} contents of project #{version.project_id} have no "
+                        f"{encoder.version} vector after embedding them."
+                    )
+                embeddings_compute_project(project=version.project, encoder=encoder)
+                embedded = True
+                pending = prefetch(read, last_id)  # the same round again, with its vectors
+                continue
+            # The next round is read (mostly PostgreSQL's time) while this one is scored
+            # and written (mostly ours).
+            pending = prefetch(read, int(chunk.ids.max()))
+            p_a, spread = _chunk_score(ensemble, chunk, dtype)
+            written += _scores_write(chunk.ids, version.pk, p_a, spread)
+            last_id = int(chunk.ids.max())
     return written
 
 
 # ---------------------------------------------------------------- scoring, helpers
+
+
+@contextmanager
+def _prefetcher() -> Iterator[Callable[..., Future]]:
+    """`prefetch(fn, *args)` -> a Future of `fn(*args)`, run in one background thread with
+    its own database connection (closed at the end) on PostgreSQL outside a transaction.
+    Inside a transaction another connection would not see its rows, and SQLite has one
+    writer: there the call runs at once, in this thread."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+
+        def now(fn: Callable, *args) -> Future:
+            future: Future = Future()
+            try:
+                future.set_result(fn(*args))
+            except Exception as exc:
+                future.set_exception(exc)
+            return future
+
+        yield now
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scores-read") as pool:
+        try:
+            yield pool.submit
+        finally:
+            # Connections are per thread: run there, this closes the reader thread's own.
+            pool.submit(connections.close_all).result()
 
 
 @dataclass

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import functools
 import io
+import threading
+import time
 import uuid
 
 import numpy as np
 import pytest
 from django.core.files.base import ContentFile
+from django.db import connection
 
 from annotation.models import Candidate, Comparison, Prompt
 from scoring import services
@@ -150,6 +153,71 @@ def test_every_comparison_gets_its_own_score(monkeypatch):
     _assert_close(stored, _expected(version, comparisons, dtype=fast_dtype()), atol=2e-3)
     # bfloat16 (where the CPU has it) stays within 0.02 of float32 scoring.
     _assert_close(stored, _expected(version, comparisons), atol=0.02)
+
+
+def _connections_open(expected: int | None = None) -> int:
+    """Backends on the test database; with `expected`, waits up to 5 s for the count (a
+    backend leaves pg_stat_activity a moment after its client has closed the socket)."""
+    for _ in range(50):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            )
+            count = cursor.fetchone()[0]
+        if expected is None or count == expected:
+            break
+        time.sleep(0.1)
+    return count
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("with_vectors", [True, False])
+def test_outside_a_transaction_rounds_are_read_ahead_on_a_connection_of_their_own(
+    monkeypatch, with_vectors
+):
+    monkeypatch.setattr(services, "SCORE_CHUNK", 5)
+    readers = []
+    read = services._score_chunk_read
+
+    def spy(*args):
+        readers.append(threading.current_thread().name)
+        return read(*args)
+
+    monkeypatch.setattr(services, "_score_chunk_read", spy)
+    project = ProjectFactory()
+    comparisons = _comparisons(project, n_prompts=8, responses=4)  # 16 comparisons
+    if with_vectors:
+        _vectors_for(project)
+    version = _trained_version(project)
+    before = _connections_open()
+
+    assert scores_compute(version=version) == 16
+
+    # 4 rounds and the empty one that ends it (and, without vectors, the first round again
+    # once they are embedded), every one read in the reader thread.
+    assert len(readers) == (5 if with_vectors else 6)
+    assert all(name.startswith("scores-read") for name in readers)
+    assert _connections_open(expected=before) == before  # the reader's connection was closed
+    _assert_close(_stored(version), _expected(version, comparisons, dtype=fast_dtype()), 2e-3)
+
+
+@pytest.mark.django_db
+def test_inside_a_transaction_rounds_are_read_in_this_thread(monkeypatch):
+    readers = []
+    read = services._score_chunk_read
+
+    def spy(*args):
+        readers.append(threading.current_thread().name)
+        return read(*args)
+
+    monkeypatch.setattr(services, "_score_chunk_read", spy)
+    project = ProjectFactory()
+    _comparisons(project, n_prompts=2, responses=2)
+    _vectors_for(project)
+
+    assert scores_compute(version=_trained_version(project)) == 2
+
+    assert readers == [threading.current_thread().name] * 2  # uncommitted rows seen
 
 
 @pytest.mark.django_db

@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Self
 
 import numpy as np
 import torch
@@ -33,8 +33,27 @@ class Cancelled(Exception):  # noqa: N818 (the name reads as what happened)
     """Training stopped because ``should_stop()`` returned True."""
 
 
+class ConfigFields:
+    """Dict round trip and help texts for a training-options dataclass (heads, transformer)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training option(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def help_texts(cls) -> dict[str, str]:
+        return {f.name: f.metadata["help"] for f in dataclasses.fields(cls)}
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(ConfigFields):
     """Options of one ensemble training run; ``help`` metadata is shown in forms and docs."""
 
     head: str = field(
@@ -114,21 +133,6 @@ class TrainConfig:
             problems.append("weight_decay and margin_scale must not be negative")
         if problems:
             raise ValueError("; ".join(problems))
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown training option(s): {', '.join(unknown)}")
-        return cls(**data)
-
-    @classmethod
-    def help_texts(cls) -> dict[str, str]:
-        return {f.name: f.metadata["help"] for f in dataclasses.fields(cls)}
 
 
 def _as_float_tensor(value: ArrayLike, name: str) -> torch.Tensor:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the usual name)
 
 from scoring.metrics import pairwise_metrics
-from scoring.train import Cancelled
+from scoring.train import Cancelled, ConfigFields
 
 ARTIFACT_FORMAT = "scoring.transformer_reward/1"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -59,7 +59,7 @@ BACKBONES: dict[str, tuple[Callable[[], dict[str, Any]], bool]] = {
 
 
 @dataclass
-class TransformerConfig:
+class TransformerConfig(ConfigFields):
     """Options of one fine-tuning run; ``help`` metadata is shown in forms and docs."""
 
     backbone: str = field(
@@ -115,21 +115,6 @@ class TransformerConfig:
             problems.append("weight_decay and margin_scale must not be negative")
         if problems:
             raise ValueError("; ".join(problems))
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TransformerConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown training option(s): {', '.join(unknown)}")
-        return cls(**data)
-
-    @classmethod
-    def help_texts(cls) -> dict[str, str]:
-        return {f.name: f.metadata["help"] for f in dataclasses.fields(cls)}
 
     def torch_device(self) -> torch.device:
         if self.device == "auto":

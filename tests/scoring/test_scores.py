@@ -170,20 +170,26 @@ def _connections_open(expected: int | None = None) -> int:
     return count
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("with_vectors", [True, False])
-def test_outside_a_transaction_rounds_are_read_ahead_on_a_connection_of_their_own(
-    monkeypatch, with_vectors
-):
-    monkeypatch.setattr(services, "SCORE_CHUNK", 5)
-    readers = []
+@pytest.fixture
+def readers(monkeypatch) -> list[str]:
+    """The names of the threads that read each round of comparisons, in order."""
+    names: list[str] = []
     read = services._score_chunk_read
 
     def spy(*args):
-        readers.append(threading.current_thread().name)
+        names.append(threading.current_thread().name)
         return read(*args)
 
     monkeypatch.setattr(services, "_score_chunk_read", spy)
+    return names
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("with_vectors", [True, False])
+def test_outside_a_transaction_rounds_are_read_ahead_on_a_connection_of_their_own(
+    monkeypatch, readers, with_vectors
+):
+    monkeypatch.setattr(services, "SCORE_CHUNK", 5)
     project = ProjectFactory()
     comparisons = _comparisons(project, n_prompts=8, responses=4)  # 16 comparisons
     if with_vectors:
@@ -202,15 +208,7 @@ def test_outside_a_transaction_rounds_are_read_ahead_on_a_connection_of_their_ow
 
 
 @pytest.mark.django_db
-def test_inside_a_transaction_rounds_are_read_in_this_thread(monkeypatch):
-    readers = []
-    read = services._score_chunk_read
-
-    def spy(*args):
-        readers.append(threading.current_thread().name)
-        return read(*args)
-
-    monkeypatch.setattr(services, "_score_chunk_read", spy)
+def test_inside_a_transaction_rounds_are_read_in_this_thread(readers):
     project = ProjectFactory()
     _comparisons(project, n_prompts=2, responses=2)
     _vectors_for(project)

@@ -66,19 +66,32 @@ class LocalLLM:
             max_length=MAX_TOKENS,
             add_special_tokens=False,
         )
-        logits = self.model(**enc).logits[:, -1, :].float()
+        # Only the last position's logits: the full (N, length, 49k-vocabulary) tensor would
+        # be gigabytes for a batch of long conversations, and none of it is read.
+        logits = self.model(**enc, logits_to_keep=1).logits[:, -1, :].float()
         return torch.log_softmax(logits, dim=-1)
 
     def p_first(self, conversations: list[list[dict[str, str]]], batch_size: int = 8) -> np.ndarray:
-        """P("A") / (P("A") + P("B")) of the first answer token, per conversation."""
-        out = []
+        """P("A") / (P("A") + P("B")) of the first answer token, per conversation.
+
+        Batches are made of conversations of similar length (padding costs as much as text),
+        and the answers come back in the order asked."""
         a_ids, b_ids = self.letter_ids["A"], self.letter_ids["B"]
+        lengths = [
+            len(ids)
+            for ids in self.tokenizer(self.chat_texts(conversations), add_special_tokens=False)[
+                "input_ids"
+            ]
+        ]
+        order = np.argsort(lengths, kind="stable")
+        out = np.zeros(len(conversations))
         for start in range(0, len(conversations), batch_size):
-            logp = self.next_token_logprobs(conversations[start : start + batch_size])
+            rows = order[start : start + batch_size]
+            logp = self.next_token_logprobs([conversations[i] for i in rows])
             la = torch.logsumexp(logp[:, a_ids], dim=-1)
             lb = torch.logsumexp(logp[:, b_ids], dim=-1)
-            out.append(torch.sigmoid(la - lb).numpy())
-        return np.concatenate(out) if out else np.zeros(0)
+            out[rows] = torch.sigmoid(la - lb).numpy()
+        return out
 
     def top_tokens(
         self, conversations: list[list[dict[str, str]]], k: int = 5

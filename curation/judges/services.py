@@ -45,6 +45,7 @@ from annotation.services.locks import advisory_lock_try
 from curation.judges.models import AIAnnotator, AIJudgingRun, AIVerdict
 from curation.judges.verdicts import (
     DEFAULT_TEMPLATE,
+    LOCAL_MAX_CHARS,
     judge_messages,
     orders_combine,
     reward_model_verdicts,
@@ -61,7 +62,7 @@ ACTIVE = (AIJudgingRun.Status.QUEUED, AIJudgingRun.Status.RUNNING)
 
 # Remote settings and their defaults (the form offers the same fields).
 REMOTE_DEFAULTS = {"timeout": 30.0, "max_attempts": 3, "backoff": 0.5, "concurrency": 4}
-LOCAL_DEFAULTS = {"batch_size": 8, "max_chars": 2000}
+LOCAL_DEFAULTS = {"batch_size": 8, "max_chars": LOCAL_MAX_CHARS}
 
 
 # ---------------------------------------------------------------- annotators

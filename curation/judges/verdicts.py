@@ -105,6 +105,10 @@ def _as_data(text: str, max_chars: int) -> str:
     return text if len(text) <= max_chars else text[:max_chars] + " [...]"
 
 
+# Characters of each text (prompt, each response) the local judge reads by default.
+LOCAL_MAX_CHARS = 2000
+
+
 def judge_messages(
     *, prompt: str, first: str, second: str, template: str = "", max_chars: int = 4000
 ) -> list[dict[str, str]]:

@@ -186,14 +186,15 @@ def llm_verdicts_remote(
 def llm_verdicts_local(data: SimData, idx: np.ndarray, *, log: Log | None = None) -> Verdicts:
     """The judges app's SmolLM2 judge, asked in both orders (its code, not a second one)."""
     from curation.judges import llm
-    from curation.judges.verdicts import judge_messages, orders_combine
+    from curation.judges.verdicts import LOCAL_MAX_CHARS, judge_messages, orders_combine
 
     model = llm.model_get("cpu")
     ab, ba = [], []
     for i in idx:
         prompt, a, b = data.texts[i]
-        ab.append(judge_messages(prompt=prompt, first=a, second=b))
-        ba.append(judge_messages(prompt=prompt, first=b, second=a))
+        # Cut as the product's local judge cuts them (its default max_chars).
+        ab.append(judge_messages(prompt=prompt, first=a, second=b, max_chars=LOCAL_MAX_CHARS))
+        ba.append(judge_messages(prompt=prompt, first=b, second=a, max_chars=LOCAL_MAX_CHARS))
     started = time.perf_counter()
     p_ab = model.p_first(ab)
     p_ba = 1.0 - model.p_first(ba)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import time
 
+import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -114,3 +115,22 @@ def test_local_llm_judge_reads_both_orders_in_one_pass_each(project, smollm):
     # Idempotent: the same version judges nothing twice (and runs no forward pass).
     again = ai_judgements_run(annotator=annotator)
     assert (again.skipped_count, again.ok_count) == (1, 0)
+
+
+def test_local_llm_batches_by_length_and_answers_in_the_order_asked(smollm):
+    from curation.judges.verdicts import judge_messages
+
+    answers = ["Paris.", "It is Paris, the capital and largest city of France. " * 12, "No."]
+    conversations = [
+        judge_messages(prompt="What is the capital of France?", first=x, second=y)
+        for x in answers
+        for y in answers
+        if x != y
+    ]  # six conversations of three lengths, longest and shortest interleaved
+
+    batched = smollm.p_first(conversations, batch_size=4)
+
+    one_by_one = [float(smollm.p_first([c], batch_size=1)[0]) for c in conversations]
+    assert batched.shape == (6,)
+    assert batched.tolist() == pytest.approx(one_by_one, abs=1e-3)
+    assert len(set(np.round(one_by_one, 4))) > 1  # the conversations get different answers

@@ -43,15 +43,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-
-def load_line() -> str:
-    return "load average " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
+from scoring_bench import load_line, synthetic_pairs  # noqa: E402 (bench/ is on the path now)
 
 
 def bench_input(n: int, flip_rate: float, annotated: float, k: int, seed: int = 3):
     """(CurationInput, planted flips): synthetic pairs, canonical sides shuffled."""
-    from scoring_bench import synthetic_pairs
-
     from curation.detectors import CurationInput
     from curation.evaluation import simulate_annotators
 
@@ -82,18 +78,17 @@ def bench_input(n: int, flip_rate: float, annotated: float, k: int, seed: int = 
 
 
 def cleanlab_pipeline(data, *, folds: int, members: int, seed: int) -> tuple[np.ndarray, float]:
-    """Confident learning as one would run it: out-of-fold probabilities, find_label_issues.
-    Returns the flags and the seconds find_label_issues took."""
+    """Confident learning as one would run it: out-of-fold probabilities (eval_curation's,
+    the detectors' heads), then find_label_issues. Returns the flags and the seconds
+    find_label_issues took."""
     from cleanlab.filter import find_label_issues
 
-    from curation.detectors import _sigmoid, _Trainer, fold_assign, oof_diffs
+    from curation.evaluation import _oof_model_p_a
 
     label_a = np.asarray(data.label_a, dtype=bool)
-    trainer = _Trainer(
-        data, members=members, seed=seed, head="mlp", epochs=None, total=folds, progress=None
+    p_a = _oof_model_p_a(
+        data.prompt, data.a, data.b, label_a, folds=folds, members=members, seed=seed, epochs=None
     )
-    diff = oof_diffs(trainer, fold_assign(len(label_a), folds, seed), label_a)
-    p_a = _sigmoid(diff).mean(axis=0)
     probs = np.clip(np.stack([p_a, 1 - p_a], axis=1), 1e-6, 1 - 1e-6)
     started = time.perf_counter()
     flags = np.asarray(find_label_issues((~label_a).astype(int), probs), dtype=bool)

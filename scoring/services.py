@@ -567,12 +567,12 @@ def scores_compute(*, version: ModelVersion) -> int:
                 embedded = True
                 pending = prefetch(read, last_id)  # the same round again, with its vectors
                 continue
+            last_id = int(chunk.ids.max())
             # The next round is read (mostly PostgreSQL's time) while this one is scored
             # and written (mostly ours).
-            pending = prefetch(read, int(chunk.ids.max()))
+            pending = prefetch(read, last_id)
             p_a, spread = _chunk_score(ensemble, chunk, dtype)
             written += _scores_write(chunk.ids, version.pk, p_a, spread)
-            last_id = int(chunk.ids.max())
     return written
 
 

@@ -1,90 +1,23 @@
 // The labelling page (annotation/label.html): keyboard shortcuts, the next pair prefetched,
-// answers saved in the background. Plain JavaScript; htmx does the swapping.
-//
-// Every request goes through one queue, one at a time and in order. An answer is therefore
-// saved before the next prefetch is asked for, and the server never hands back an item whose
-// answer is still on its way. Listeners sit on `document`, so they survive the swaps of #pair;
-// what belongs to a shown pair (its timer, its prefetch) starts again on htmx:afterSwap.
+// answers saved in the background (requests.js: one queue for every request, in order).
+// Plain JavaScript; htmx does the swapping. Listeners sit on `document`, so they survive the
+// swaps of #pair; what belongs to a shown pair (its timer, its prefetch) starts again on
+// htmx:afterSwap.
 (() => {
   "use strict";
 
   const { closeSheets, toggleSheet, toast, openSkip, closeSkip } = window.labelPage;
+  const { enqueue, request, errorIn, notSaved, clearPrefetch, prefetch, send } =
+    window.pageRequests;
 
   // Keys typed here are text, not shortcuts (Escape aside).
   const TYPING =
     "textarea, select, input:not([type=radio]):not([type=checkbox]):not([type=submit]):not([type=button]):not([type=hidden])";
   const NATIVE_ENTER = "button, a[href], summary, input[type=submit], input[type=button]";
 
-  const LEASE_MARGIN_MS = 30_000;
-
   let shownAt = performance.now();
-  let queue = Promise.resolve();
-  let queued = 0;
-  let saving = 0;
 
   const pair = () => document.getElementById("pair");
-  const prefetchBox = () => document.getElementById("prefetch");
-  const currentKey = () => pair()?.dataset.key || "";
-
-  if (window.htmx) {
-    // Defence in depth: nothing swapped into this page may run a script.
-    htmx.config.allowScriptTags = false;
-  }
-
-  // ------------------------------------------------------------------ requests
-
-  function counters() {
-    document.documentElement.dataset.pending = String(queued);
-    const state = document.querySelector("[data-save-state]");
-    if (state) state.textContent = saving ? "Saving…" : "";
-  }
-
-  // Runs `job` once every job queued before it has finished.
-  function enqueue(job, { save = false } = {}) {
-    queued += 1;
-    if (save) saving += 1;
-    counters();
-    queue = queue
-      .then(job)
-      .catch((error) => toast(`Something went wrong: ${error.message}`))
-      .finally(() => {
-        queued -= 1;
-        if (save) saving -= 1;
-        counters();
-      });
-    return queue;
-  }
-
-  // fetch as htmx would (the server answers with the #pair fragment); null when the network
-  // fails. A redirect means the session ended: the login page takes over.
-  async function request(url, options = {}) {
-    let response;
-    try {
-      response = await fetch(url, {
-        ...options,
-        credentials: "same-origin",
-        headers: { "HX-Request": "true" },
-      });
-    } catch {
-      return null;
-    }
-    if (response.redirected) {
-      window.location.assign(response.url);
-      return null;
-    }
-    return { ok: response.ok, status: response.status, html: await response.text() };
-  }
-
-  function parse(html) {
-    const template = document.createElement("template");
-    template.innerHTML = html;
-    return template.content;
-  }
-
-  function errorIn(html) {
-    const error = parse(html).querySelector(".error");
-    return error ? error.textContent.replace(/\s+/g, " ").trim() : "";
-  }
 
   // ------------------------------------------------------------------ showing pairs
 
@@ -100,7 +33,7 @@
   function shown() {
     shownAt = performance.now();
     tick();
-    prefetch();
+    prefetch("pair");
   }
 
   function tick() {
@@ -108,45 +41,6 @@
     if (!timer) return;
     const s = Math.floor((performance.now() - shownAt) / 1000);
     timer.textContent = `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
-  }
-
-  function clearPrefetch() {
-    const box = prefetchBox();
-    if (!box) return;
-    box.innerHTML = "";
-    delete box.dataset.for;
-    delete box.dataset.key;
-    delete box.dataset.expires;
-  }
-
-  // Fetch (and lease) the pair after the one on screen into the inert <template>.
-  function prefetch() {
-    clearPrefetch();
-    const key = currentKey();
-    const page = document.querySelector("[data-label-url]");
-    if (!key || !page) return;
-    const url = `${page.dataset.labelUrl}?prefetch=${encodeURIComponent(key)}`;
-    enqueue(async () => {
-      if (currentKey() !== key) return; // another pair is on screen: its own prefetch is queued
-      const response = await request(url);
-      if (!response?.ok || currentKey() !== key) return;
-      const box = prefetchBox();
-      box.innerHTML = response.html;
-      const next = box.content.querySelector("#pair");
-      if (!next?.dataset.key || next.dataset.key === key) {
-        clearPrefetch(); // nothing more to label: the answer's own response will say so
-        return;
-      }
-      box.dataset.for = key;
-      box.dataset.key = next.dataset.key;
-      box.dataset.expires = String(Date.now() + Number(next.dataset.leaseSeconds || 0) * 1000);
-    });
-  }
-
-  function refreshProgress(html) {
-    const fresh = parse(html).querySelector("[data-progress]");
-    const here = pair()?.querySelector("[data-progress]");
-    if (fresh && here) here.replaceWith(fresh);
   }
 
   // ------------------------------------------------------------------ answering
@@ -163,66 +57,7 @@
       form.elements.time_spent_ms.value = String(Math.round(performance.now() - shownAt));
       if (!form.reportValidity()) return;
     }
-    current.dataset.sent = "1";
-    const body = new FormData(form);
-    const box = prefetchBox();
-    // A prefetched pair whose lease has (nearly) run out, after a long pause on this one,
-    // may be someone else's by now: then the server picks the next pair instead.
-    const fresh = Number(box?.dataset.expires) - Date.now() > LEASE_MARGIN_MS;
-    if (box?.dataset.key && box.dataset.for === current.dataset.key && fresh) {
-      // The next pair is here already: show it now and save the answer behind it. The
-      // server's next pair is that same one (the oldest open lease), so only its counters
-      // are taken from the response. The save is queued before the swap, which queues the
-      // new pair's prefetch: the server must know this answer before it picks the pair
-      // after the next, or it would hand this one back.
-      const next = box.innerHTML;
-      clearPrefetch();
-      body.append("next", "progress"); // the server sends only the counters back
-      enqueue(
-        async () => {
-          const response = await request(form.action, { method: "POST", body });
-          if (response?.ok) refreshProgress(response.html);
-          else sendBack(current, response);
-        },
-        { save: true },
-      );
-      show(next);
-      return;
-    }
-    // Nothing prefetched (yet, or nothing left): wait for the server's next pair.
-    enqueue(
-      async () => {
-        const response = await request(form.action, { method: "POST", body });
-        if (response && (response.ok || response.status === 400)) {
-          show(response.html); // the next pair, or this one again with the error
-          return;
-        }
-        delete current.dataset.sent;
-        toast(notSaved(response));
-      },
-      { save: true },
-    );
-  }
-
-  function notSaved(response) {
-    return response
-      ? `Not saved: the server answered ${response.status}. Try again.`
-      : "Not saved: the server cannot be reached. Try again.";
-  }
-
-  // An answer made on a pair that is no longer on screen failed: bring that pair back, with
-  // the server's message (and the answer as sent) when there is one.
-  function sendBack(old, response) {
-    delete old.dataset.sent;
-    if (response?.status === 400) {
-      show(response.html);
-      toast(`Your last answer was not saved: ${errorIn(response.html)}`);
-      return;
-    }
-    const again = document.createDocumentFragment();
-    again.append(old);
-    show(again);
-    toast(notSaved(response));
+    send(form, current, show);
   }
 
   function undo(form) {
@@ -337,7 +172,6 @@
   });
 
   document.documentElement.classList.add("js");
-  counters();
   setInterval(tick, 1000);
   if (pair()) shown();
 })();

@@ -1,7 +1,9 @@
 // The labelling page in ranking mode (annotation/rank.html): order the responses from the
 // keyboard or by dragging, then post the order as JSON tie groups of candidate ids, best
-// first. Plain JavaScript. Listeners sit on `document`, so they survive the swaps of
-// #ranking; what belongs to a shown item (its timer, its order) starts again in shown().
+// first. As on the pair page, the next ranking is prefetched and shown at once while the
+// answer is saved behind it (requests.js). Plain JavaScript. Listeners sit on `document`, so
+// they survive the swaps of #ranking; what belongs to a shown item (its timer, its order, its
+// prefetch) starts again in shown().
 //
 // The list is the order. An item with class "tied" ties with the one above it; with the
 // project's top_k, the items after the first groups that cover k responses are "unranked"
@@ -10,30 +12,18 @@
   "use strict";
 
   const { closeSheets, toggleSheet, toast, openSkip, closeSkip } = window.labelPage;
+  const { parse, prefetch, send } = window.pageRequests;
 
   const TYPING = "textarea, select, input:not([type=hidden]):not([type=submit]):not([type=button])";
 
   let shownAt = performance.now();
-  let pending = 0;
   let dragged = null;
 
   const section = () => document.getElementById("ranking");
   const items = () => [...(section()?.querySelectorAll(".rank-item") || [])];
   const selected = () => section()?.querySelector(".rank-item.selected") || null;
 
-  if (window.htmx) htmx.config.allowScriptTags = false;
-
   // ------------------------------------------------------------------ the order
-
-  function groups() {
-    const out = [];
-    for (const item of items()) {
-      const id = Number(item.dataset.id);
-      if (item.classList.contains("tied") && out.length) out[out.length - 1].push(id);
-      else out.push([id]);
-    }
-    return out;
-  }
 
   // Badges, the unranked tail and the hidden field, from the list as it stands.
   function render() {
@@ -93,61 +83,31 @@
     render();
   }
 
-  // ------------------------------------------------------------------ requests
+  // ------------------------------------------------------------------ showing items
 
-  function busy(delta) {
-    pending += delta;
-    document.documentElement.dataset.pending = String(pending);
-    const state = document.querySelector("[data-save-state]");
-    if (state) state.textContent = pending ? "Saving…" : "";
-  }
-
-  async function post(form) {
+  // `content`: the server's HTML for an item, or a fragment holding an item's element.
+  function show(content) {
+    const from = typeof content === "string" ? parse(content) : content;
+    const fresh = from.getElementById("ranking");
     const current = section();
-    if (!current || current.dataset.sent) return;
-    current.dataset.sent = "1";
-    busy(1);
-    try {
-      let response;
-      try {
-        response = await fetch(form.action, {
-          method: "POST",
-          body: new FormData(form),
-          credentials: "same-origin",
-          headers: { "HX-Request": "true" },
-        });
-      } catch {
-        response = null;
-      }
-      if (response?.redirected) {
-        window.location.assign(response.url);
-        return;
-      }
-      if (response && (response.ok || response.status === 400)) {
-        show(await response.text()); // the next item, or this one again with the error
-        return;
-      }
-      delete current.dataset.sent;
-      toast(response ? `Not saved: the server answered ${response.status}. Try again.`
-        : "Not saved: the server cannot be reached. Try again.");
-    } finally {
-      busy(-1);
-    }
-  }
-
-  function show(html) {
-    const template = document.createElement("template");
-    template.innerHTML = html; // inert: scripts in it never run
-    const fresh = template.content.querySelector("#ranking");
-    if (!fresh) return;
-    if (section()?.contains(document.activeElement)) document.activeElement.blur();
-    section().replaceWith(fresh);
+    if (!fresh || !current) return;
+    if (current.contains(document.activeElement)) document.activeElement.blur();
+    current.replaceWith(fresh);
     shown();
   }
 
   function shown() {
     shownAt = performance.now();
     render();
+    prefetch("ranking");
+  }
+
+  // An answer (or a skip) of the item on screen, saved in the background when the next item
+  // is prefetched (requests.js).
+  function answer(form) {
+    const current = section();
+    if (!current?.contains(form) || current.dataset.sent) return;
+    send(form, current, show);
   }
 
   function submit() {
@@ -155,7 +115,7 @@
     if (!form) return;
     render();
     form.elements.time_spent_ms.value = String(Math.round(performance.now() - shownAt));
-    post(form);
+    answer(form);
   }
 
   // ------------------------------------------------------------------ listeners
@@ -168,7 +128,7 @@
       submit();
     } else if (form.matches(".skip-form")) {
       event.preventDefault();
-      if (form.classList.contains("open")) post(form);
+      if (form.classList.contains("open")) answer(form);
       else openSkip(form);
     }
   });
@@ -267,6 +227,5 @@
   });
 
   document.documentElement.classList.add("js");
-  busy(0);
   if (section()) shown();
 })();

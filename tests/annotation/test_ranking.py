@@ -11,7 +11,6 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from annotation.exceptions import ApplicationError
 from annotation.models import (
     Assignment,
     Candidate,
@@ -29,6 +28,7 @@ from annotation.services.ranking import (
     ranking_skip,
     ranking_submit,
 )
+from core.exceptions import ApplicationError
 from tests.factories import UserFactory, comparison_make
 
 pytestmark = pytest.mark.django_db
@@ -415,6 +415,80 @@ def test_posting_an_order_records_it_and_serves_the_next(client, project, annota
     replay = client.post(_submit(project, lease), {"order": json.dumps(order)})
     assert (replay.status_code, replay.url) == (302, _label(project))
     assert RankingJudgement.objects.count() == 1
+
+
+def _shown_key(html: str) -> str:
+    return html.split('id="ranking"')[1].split('data-key="')[1].split('"')[0]
+
+
+def test_prefetch_leases_the_following_ranking_once(client, project, annotator, tmp_path):
+    _ranking_mode(project)
+    _import(project, tmp_path, 3, size=3)
+    client.force_login(annotator)
+    current = _shown_key(client.get(_label(project)).content.decode())
+
+    first = client.get(_label(project) + f"?prefetch={current}")
+    again = client.get(_label(project) + f"?prefetch={current}")
+
+    assert first.status_code == 200
+    html = first.content.decode()
+    assert html.lstrip().startswith('<section id="ranking"')
+    following = _shown_key(html)
+    assert following not in ("", current)
+    assert _shown_key(again.content.decode()) == following
+    lease = int(html.split('data-lease-seconds="')[1].split('"')[0])
+    assert 500 < lease <= 600
+    assert RankingAssignment.objects.filter(annotator=annotator).count() == 2
+    # The answer behind the prefetched ranking gets only the counters back; the page's
+    # next ranking (the oldest open lease) is the prefetched one: nothing more is leased.
+    shown = RankingAssignment.objects.get(key=current)
+    response = client.post(
+        _submit(project, shown),
+        {"order": json.dumps([[i] for i in _ids(shown)]), "next": "progress"},
+        headers=HX,
+    )
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert body.lstrip().startswith('<span class="progress" data-progress>')
+    assert "in all 1" in body
+    assert "/submit/" not in body
+    assert RankingJudgement.objects.get().assignment == shown
+    assert RankingAssignment.objects.filter(annotator=annotator).count() == 2
+    assert _shown_key(client.get(_label(project), headers=HX).content.decode()) == following
+
+
+def test_a_skip_behind_a_prefetched_ranking_serves_that_ranking(
+    client, project, annotator, tmp_path
+):
+    _ranking_mode(project)
+    _import(project, tmp_path, 2, size=3)
+    client.force_login(annotator)
+    current = _shown_key(client.get(_label(project)).content.decode())
+    following = _shown_key(client.get(_label(project) + f"?prefetch={current}").content.decode())
+    skipped = RankingAssignment.objects.get(key=current)
+
+    response = client.post(
+        _skip(project, skipped), {"reason": "unclear", "next": "progress"}, headers=HX
+    )
+
+    assert response.status_code == 200
+    assert _shown_key(response.content.decode()) == following
+    skipped.refresh_from_db()
+    assert (skipped.state, skipped.skip_reason) == ("skipped", "unclear")
+    assert RankingAssignment.objects.filter(annotator=annotator).count() == 2
+
+
+def test_prefetch_needs_a_key_of_ones_own(client, project, annotator, tmp_path):
+    _ranking_mode(project)
+    _import(project, tmp_path, 2, size=3)
+    lease = ranking_assignment_next_for(annotator=annotator, project=project)
+    colleague = UserFactory(username="colleague")
+    project.memberships.create(user=colleague, role="annotator")
+    client.force_login(colleague)
+
+    assert client.get(_label(project) + f"?prefetch={lease.key}").status_code == 404
+    assert client.get(_label(project) + "?prefetch=not-a-uuid").status_code == 404
+    assert not RankingAssignment.objects.filter(annotator=colleague).exists()
 
 
 @pytest.mark.parametrize("posted", ["", "not json", '{"a": 1}', "[1, 2, 3]"])

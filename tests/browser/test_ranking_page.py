@@ -1,11 +1,12 @@
-"""Ranking mode in a real browser: three responses ordered from the keyboard only."""
+"""Ranking mode in a real browser: responses ordered from the keyboard only, the next ranking
+prefetched and shown while the answer is still on its way."""
 
 from __future__ import annotations
 
 import itertools
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from annotation.models import Judgement, RankingAssignment, RankingJudgement
 from tests.browser.test_labelling_page import _import, _log_in
@@ -30,10 +31,10 @@ def test_an_annotator_ranks_three_responses_with_the_keyboard(
     page.goto(f"{live_server.url}/projects/{project.slug}/label/")
     expect(page.locator("#ranking .rank-item")).to_have_count(3)
     page.evaluate("window.__marker = 1")
-    lease = RankingAssignment.objects.get(annotator=annotator)
-    one, two, three = lease.presentation_order
     key = page.locator("#ranking").get_attribute("data-key")
-    assert key == str(lease.key)
+    lease = RankingAssignment.objects.get(key=key)  # the next one may be prefetched already
+    assert lease.annotator == annotator
+    one, two, three = lease.presentation_order
     keyboard = page.keyboard
 
     keyboard.press("?")
@@ -79,3 +80,106 @@ def test_an_annotator_ranks_three_responses_with_the_keyboard(
     assert {frozenset(p) for p in itertools.combinations([one, two, three], 2)} == {
         frozenset((j.comparison.candidate_a_id, j.comparison.candidate_b_id)) for j in pairs
     }
+
+
+def _key(page: Page) -> str:
+    return page.locator("#ranking").get_attribute("data-key")
+
+
+def _prefetched(page: Page) -> str:
+    """Wait until the next ranking is waiting in the page; its key."""
+    page.wait_for_function("document.getElementById('prefetch').dataset.key")
+    return page.locator("#prefetch").get_attribute("data-key")
+
+
+def _shown_next(page: Page, key: str) -> str:
+    page.wait_for_function("k => document.getElementById('ranking').dataset.key !== k", arg=key)
+    return _key(page)
+
+
+def _order(page: Page) -> list[list[int]]:
+    ids = page.eval_on_selector_all("#ranking .rank-item", "els => els.map((e) => +e.dataset.id)")
+    return [[i] for i in ids]
+
+
+def test_the_next_ranking_appears_before_the_answer_is_saved(
+    page: Page, live_server, transactional_db, annotator, project, tmp_path
+):
+    project.label_schema = {"mode": "ranking"}
+    project.save()
+    _import(
+        project,
+        tmp_path,
+        [
+            {
+                "prompt": f"Which is best {i}?",
+                "responses": [f"Red {i}.", f"Green {i}.", f"Blue {i}."],
+            }
+            for i in range(4)
+        ],
+    )
+    _log_in(page, live_server.url, annotator.username)
+    page.goto(f"{live_server.url}/projects/{project.slug}/label/")
+    expect(page.locator("#ranking .rank-item")).to_have_count(3)
+    page.evaluate("window.__marker = 1")
+    keyboard = page.keyboard
+    orders: dict[str, list[list[int]]] = {}
+
+    # 1: the next ranking is in the page before the answer is given. The answer is held
+    # on its way to the server, and the prefetched ranking is on screen all the same.
+    first = _key(page)
+    following = _prefetched(page)
+    held: list[Route] = []
+    page.route("**/rank/*/submit/", lambda route: held.append(route))
+    keyboard.press("3")
+    keyboard.press("ArrowUp")
+    orders[first] = _order(page)
+    keyboard.press("Enter")
+    assert _shown_next(page, first) == following
+    assert len(held) == 1
+    assert page.evaluate("document.documentElement.dataset.pending") != "0"
+    expect(page.locator("[data-save-state]")).to_have_text("Saving…")
+    assert not RankingJudgement.objects.exists()
+    held[0].continue_()
+    page.unroute("**/rank/*/submit/")
+    page.wait_for_function("document.documentElement.dataset.pending === '0'")
+    expect(page.locator("#ranking .progress")).to_contain_text("Today 1")
+    assert RankingJudgement.objects.get().order == orders[first]
+
+    # 2: skipped, with a reason; the prefetched ranking comes next.
+    skipped = following
+    following = _prefetched(page)
+    keyboard.press("s")
+    keyboard.type("cannot tell")
+    keyboard.press("Enter")
+    assert _shown_next(page, skipped) == following
+
+    # 3 and 4: the last one has nothing prefetched after it, and the server's answer says so.
+    third = following
+    fourth = _prefetched(page)
+    orders[third] = _order(page)
+    keyboard.press("Enter")
+    assert _shown_next(page, third) == fourth
+    page.wait_for_function("document.documentElement.dataset.pending === '0'")
+    assert not page.locator("#prefetch").get_attribute("data-key")
+    keyboard.press("2")
+    keyboard.press("k")
+    orders[fourth] = _order(page)
+    keyboard.press("Enter")
+    expect(page.locator("#ranking")).to_contain_text("Nothing is waiting for you")
+    page.wait_for_function("document.documentElement.dataset.pending === '0'")
+    expect(page.locator("#ranking .progress")).to_contain_text("Today 3")
+    assert page.evaluate("window.__marker") == 1  # every ranking came in by a swap
+
+    made = {str(j.assignment.key): j.order for j in RankingJudgement.objects.filter(user=annotator)}
+    assert made == orders
+    leases = RankingAssignment.objects.filter(annotator=annotator)
+    assert leases.count() == 4 == leases.values("ranking").distinct().count()  # none twice
+    assert {str(a.key): a.state for a in leases} == {
+        first: "submitted",
+        skipped: "skipped",
+        third: "submitted",
+        fourth: "submitted",
+    }
+    assert leases.get(key=skipped).skip_reason == "cannot tell"
+    assert Judgement.objects.filter(user=annotator).count() == 3 * 3

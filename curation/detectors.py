@@ -271,14 +271,152 @@ def _side(label_a: bool) -> str:
 # ----------------------------------------------------------------------------- detectors
 
 
-def _peer_review(
-    trainer: _Trainer, fold: np.ndarray, label_a: np.ndarray, rate: float, steps: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Co-teaching on two halves; returns (P(wrong) by the peer, by the own model, both reject)."""
+@dataclass
+class _Context:
+    """What every step shares: the input, its labels, the trainer and the folds."""
+
+    data: CurationInput
+    label_a: np.ndarray  # (n,) bool
+    sign: np.ndarray  # (n,) +1 where the label is A, -1 where it is B
+    trainer: _Trainer
+    fold: np.ndarray  # (n,) fold id per row
+    members: int
+    seed: int
+
+    @property
+    def n(self) -> int:
+        return len(self.label_a)
+
+
+@dataclass
+class _RoundOne:
+    """The first out-of-fold round, which ensemble_strength and cleanlab both read."""
+
+    diff_a: np.ndarray  # (M, n) member differences r(a) - r(b)
+    p_a: np.ndarray  # (n,) mean P(A better) over members
+    p_label: np.ndarray  # (n,) mean P(the current label is right)
+
+
+@dataclass
+class _PeerVerdict:
+    p_wrong_peer: np.ndarray  # (n,) P(label wrong) by the model that did not train on the row
+    p_wrong_own: np.ndarray  # (n,) P(label wrong) by the model that did
+    reject: np.ndarray  # (n,) bool: both models reject the label
+
+
+@dataclass
+class _AnnotatorEvidence:
+    log_odds: np.ndarray  # (n,) Dawid-Skene log-odds that A is better (0 without votes)
+    has_votes: np.ndarray  # (n,) bool
+    votes_a: np.ndarray  # (n,) judgements for A
+    votes: np.ndarray  # (n,) judgements
+
+
+def _context(
+    data: CurationInput,
+    *,
+    folds: int,
+    members: int,
+    seed: int,
+    progress: Callable[[int, int], None] | None,
+    epochs: int | None,
+    rounds: int,
+    peer_steps: int,
+    head: str,
+) -> _Context:
+    """Validate the input and the options; the trainer counts every model the run will train."""
+    data.validate()
+    n = len(data)
+    if folds < 2:
+        raise ValueError("folds must be at least 2")
+    if n < 2 * folds:
+        raise ValueError(f"{n} labelled pairs are too few for {folds} folds")
+    if rounds < 1 or peer_steps < 1:
+        raise ValueError("rounds and peer_steps must be at least 1")
+    label_a = np.asarray(data.label_a, dtype=bool)
+    total = folds * rounds + 2 * (peer_steps + 1)
+    trainer = _Trainer(
+        data, members=members, seed=seed, head=head, epochs=epochs, total=total, progress=progress
+    )
+    return _Context(
+        data=data,
+        label_a=label_a,
+        sign=np.where(label_a, 1.0, -1.0),
+        trainer=trainer,
+        fold=fold_assign(n, folds, seed),
+        members=members,
+        seed=seed,
+    )
+
+
+def _round_one(ctx: _Context) -> _RoundOne:
+    """Out-of-fold ensembles on the labels as given."""
+    diff_a = oof_diffs(ctx.trainer, ctx.fold, ctx.label_a)
+    p_a = _sigmoid(diff_a).mean(axis=0)
+    return _RoundOne(diff_a=diff_a, p_a=p_a, p_label=np.where(ctx.label_a, p_a, 1 - p_a))
+
+
+def _ensemble_strength(ctx: _Context, first: _RoundOne) -> DetectorResult:
+    """Flagged when every member prefers the other side by more than one spread."""
+    strength = ctx.sign * first.diff_a  # (M, n): positive = the model agrees with the label
+    s_mean, s_std = strength.mean(axis=0), strength.std(axis=0)
+    against = (strength < 0).sum(axis=0)
+    return DetectorResult(
+        "ensemble_strength",
+        np.clip(1 - first.p_label, 0, 1),
+        (against == ctx.members) & (s_mean < -s_std),
+        [
+            f"{against[i]} of {ctx.members} models prefer {_side(not ctx.label_a[i])} "
+            f"(mean margin {s_mean[i]:+.2f}, spread {s_std[i]:.2f})"
+            for i in range(ctx.n)
+        ],
+    )
+
+
+def _cleanlab(ctx: _Context, first: _RoundOne) -> DetectorResult:
+    """cleanlab on the first round's out-of-fold probabilities."""
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    labels = (~ctx.label_a).astype(int)  # class 0 = "A better", 1 = "B better"
+    probs = np.clip(np.stack([first.p_a, 1 - first.p_a], axis=1), _EPS, 1 - _EPS)
+    if len(np.unique(labels)) == 2:
+        # n_jobs=1: cleanlab's default multiprocessing pool never returns inside a Celery
+        # worker process (seen stuck in SemLock.acquire); one process is fast enough here.
+        flag = find_label_issues(labels, probs, n_jobs=1)
+        score = 1 - get_label_quality_scores(labels, probs)
+    else:  # cleanlab needs both classes present
+        flag = np.zeros(ctx.n, dtype=bool)
+        score = 1 - first.p_label
+    return DetectorResult(
+        "cleanlab",
+        np.clip(score, 0, 1),
+        np.asarray(flag, dtype=bool),
+        [
+            f"confident learning: P(label {_side(ctx.label_a[i])}) = {first.p_label[i]:.2f}"
+            + (" is below its class threshold" if flag[i] else "")
+            for i in range(ctx.n)
+        ],
+    )
+
+
+def _later_rounds(ctx: _Context, first: _RoundOne, *, rounds: int, rate: float) -> np.ndarray:
+    """(M, n) out-of-fold differences of the last round; each round after the first retrains
+    without the previous round's ``rate`` least likely labels."""
+    diff_r = first.diff_a
+    for _ in range(rounds - 1):
+        p_label = np.where(ctx.label_a, _sigmoid(diff_r).mean(0), 1 - _sigmoid(diff_r).mean(0))
+        cut = np.quantile(p_label, rate)
+        diff_r = oof_diffs(ctx.trainer, ctx.fold, ctx.label_a, exclude=p_label <= cut)
+    return diff_r
+
+
+def _peer_review(ctx: _Context, *, rate: float, steps: int) -> _PeerVerdict:
+    """Co-teaching on two halves of the folds; see the module docstring."""
+    trainer, fold, label_a, sign = ctx.trainer, ctx.fold, ctx.label_a, ctx.sign
     folds = int(fold.max()) + 1
     half = (fold % 2 == 0) if folds > 1 else (np.arange(len(fold)) % 2 == 0)
     halves = [np.flatnonzero(half), np.flatnonzero(~half)]
-    sign = np.where(label_a, 1.0, -1.0)
     keep = [h.copy() for h in halves]
     models = [None, None]
     for step in range(steps + 1):
@@ -305,13 +443,25 @@ def _peer_review(
         peer_reject = p_wrong_peer[h] >= np.quantile(p_wrong_peer[h], 1 - rate)
         own_reject = p_wrong_own[h] >= np.quantile(p_wrong_own[h], 1 - rate)
         reject[h] = peer_reject & own_reject
-    return p_wrong_peer, p_wrong_own, reject
+    return _PeerVerdict(p_wrong_peer=p_wrong_peer, p_wrong_own=p_wrong_own, reject=reject)
 
 
-def _annotator_evidence(
-    data: CurationInput,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(Dawid-Skene log-odds of A per row (0 without votes), has votes, votes for A, votes)."""
+def _peer_review_result(peer: _PeerVerdict) -> DetectorResult:
+    return DetectorResult(
+        "peer_review",
+        np.clip((peer.p_wrong_peer + peer.p_wrong_own) / 2, 0, 1),
+        peer.reject,
+        [
+            ("both peer models reject the label" if peer.reject[i] else "peer models")
+            + f" (P(label wrong) {peer.p_wrong_peer[i]:.2f} by the peer,"
+            + f" {peer.p_wrong_own[i]:.2f} by its own model)"
+            for i in range(len(peer.reject))
+        ],
+    )
+
+
+def _annotator_evidence(data: CurationInput) -> _AnnotatorEvidence:
+    """Vote counts per row and the Dawid-Skene log-odds of A (0 for rows without votes)."""
     n = len(data)
     votes_a = np.zeros(n, dtype=np.int64)
     votes = np.zeros(n, dtype=np.int64)
@@ -326,10 +476,54 @@ def _annotator_evidence(
         label, conf = labels_aggregate(data.judgements, n, method="combined")
         p_a = np.where(label, conf, 1 - conf)
         log_odds = np.where(has, np.clip(_logit(p_a), -8, 8), 0.0)
-    return log_odds, has, votes_a, votes
+    return _AnnotatorEvidence(log_odds=log_odds, has_votes=has, votes_a=votes_a, votes=votes)
 
 
-def _combined(features_a: np.ndarray, label_a: np.ndarray, seed: int) -> np.ndarray:
+def _annotator_reliability(ctx: _Context, evidence: _AnnotatorEvidence) -> DetectorResult:
+    """P(label wrong) from the judgements alone; rows without judgements score 0."""
+    has_votes, votes_a, votes = evidence.has_votes, evidence.votes_a, evidence.votes
+    wrong = np.where(has_votes, 1 - _sigmoid(ctx.sign * evidence.log_odds), 0.0)
+    reasons = []
+    for i in range(ctx.n):
+        if not has_votes[i]:
+            reasons.append("no individual judgements")
+            continue
+        split = f"{votes_a[i]} for A, {votes[i] - votes_a[i]} for B"
+        reasons.append(
+            f"annotators {split}; weighted by reliability P(label wrong) = {wrong[i]:.2f}"
+        )
+    return DetectorResult(
+        "annotator_reliability", np.clip(wrong, 0, 1), has_votes & (wrong > 0.5), reasons
+    )
+
+
+def _combined_features(
+    ctx: _Context,
+    first: _RoundOne,
+    diff_r: np.ndarray,
+    peer: _PeerVerdict,
+    evidence: _AnnotatorEvidence,
+) -> np.ndarray:
+    """(n, f) out-of-fold evidence that A is better, one column per source."""
+    data = ctx.data
+    log_len = np.log1p(np.asarray(data.len_a, dtype=np.float64)) - np.log1p(
+        np.asarray(data.len_b, dtype=np.float64)
+    )
+    m2 = diff_r.mean(axis=0)
+    peer_a = np.where(ctx.label_a, 1 - peer.p_wrong_peer, peer.p_wrong_peer)  # peer's P(A)
+    feats = [
+        m2,
+        first.diff_a.mean(axis=0),
+        np.sign(m2) * diff_r.std(axis=0) * -1.0,  # confident disagreement is evidence
+        _logit(np.clip(peer_a, 0.01, 0.99)),
+        log_len,
+    ]
+    if evidence.has_votes.any():
+        feats.append(evidence.log_odds)
+    return np.stack(feats, axis=1)
+
+
+def _injected_flips_p_wrong(features_a: np.ndarray, label_a: np.ndarray, seed: int) -> np.ndarray:
     """P(label wrong) at a 50 % prior from label-relative features, fitted on injected flips.
 
     ``features_a``: (n, f) evidence that A is better, each column independent of the row's own
@@ -362,6 +556,36 @@ def _combined(features_a: np.ndarray, label_a: np.ndarray, seed: int) -> np.ndar
     return out
 
 
+def _combined(
+    ctx: _Context,
+    features_a: np.ndarray,
+    peer: _PeerVerdict,
+    evidence: _AnnotatorEvidence,
+    strength_reasons: list[str],
+) -> DetectorResult:
+    """The injected-flip fit moved to the data's estimated noise rate; top-k expected F1."""
+    label_a = ctx.label_a
+    p_wrong_50 = _injected_flips_p_wrong(features_a, label_a, ctx.seed)
+    # Back to P(A better) for the noise-rate estimate, then to P(wrong) at that rate.
+    p_a_comb = np.where(label_a, 1 - p_wrong_50, p_wrong_50)
+    rate = noise_rate_estimate(label_a, p_a_comb)
+    odds = _logit(p_wrong_50) + math.log(rate / (1 - rate))
+    p_wrong = _sigmoid(odds)
+    margin = ctx.data.margin
+    reasons = []
+    for i in range(ctx.n):
+        parts = [strength_reasons[i]]
+        if peer.reject[i]:
+            parts.append("both peer models reject it")
+        if evidence.has_votes[i]:
+            votes_a, votes = evidence.votes_a[i], evidence.votes[i]
+            parts.append(f"annotators {votes_a}-{votes - votes_a} (A-B)")
+        if margin is not None and np.isfinite(margin[i]):
+            parts.append(f"label margin {float(margin[i]):.2f}")
+        reasons.append(f"P(label wrong) {p_wrong[i]:.2f}: " + "; ".join(parts))
+    return DetectorResult("combined", np.clip(p_wrong, 0, 1), top_k_expected_f1(p_wrong), reasons)
+
+
 def detectors_run(
     data: CurationInput,
     *,
@@ -374,142 +598,30 @@ def detectors_run(
     peer_steps: int = 2,
     head: str = "mlp",
 ) -> list[DetectorResult]:
-    """Run every detector on ``data``; see the module docstring. Order: ``DETECTOR_NAMES``."""
-    data.validate()
-    n = len(data)
-    if folds < 2:
-        raise ValueError("folds must be at least 2")
-    if n < 2 * folds:
-        raise ValueError(f"{n} labelled pairs are too few for {folds} folds")
-    if rounds < 1 or peer_steps < 1:
-        raise ValueError("rounds and peer_steps must be at least 1")
-    label_a = np.asarray(data.label_a, dtype=bool)
-    sign = np.where(label_a, 1.0, -1.0)
-    total = folds * rounds + 2 * (peer_steps + 1)
-    trainer = _Trainer(
-        data, members=members, seed=seed, head=head, epochs=epochs, total=total, progress=progress
-    )
-    fold = fold_assign(n, folds, seed)
+    """Run every detector on ``data``; see the module docstring. Order: ``DETECTOR_NAMES``.
 
-    # 1. Out-of-fold ensemble (round 1): preference strength relative to the current label.
-    diff_a = oof_diffs(trainer, fold, label_a)
-    strength = sign * diff_a  # (M, n): positive = the model agrees with the label
-    s_mean, s_std = strength.mean(axis=0), strength.std(axis=0)
-    p_a1 = _sigmoid(diff_a).mean(axis=0)
-    p_label1 = np.where(label_a, p_a1, 1 - p_a1)
-    against = (strength < 0).sum(axis=0)
-    ens_flag = (against == members) & (s_mean < -s_std)
-    results = {}
-    results["ensemble_strength"] = DetectorResult(
-        "ensemble_strength",
-        np.clip(1 - p_label1, 0, 1),
-        ens_flag,
-        [
-            f"{against[i]} of {members} models prefer {_side(not label_a[i])} "
-            f"(mean margin {s_mean[i]:+.2f}, spread {s_std[i]:.2f})"
-            for i in range(n)
-        ],
+    The steps run in this order because the trainer seeds each model by its call count: a
+    different order would train different models.
+    """
+    ctx = _context(
+        data,
+        folds=folds,
+        members=members,
+        seed=seed,
+        progress=progress,
+        epochs=epochs,
+        rounds=rounds,
+        peer_steps=peer_steps,
+        head=head,
     )
-
-    # 2. cleanlab on the same out-of-fold probabilities.
-    from cleanlab.filter import find_label_issues
-    from cleanlab.rank import get_label_quality_scores
-
-    labels = (~label_a).astype(int)  # class 0 = "A better", 1 = "B better"
-    probs = np.clip(np.stack([p_a1, 1 - p_a1], axis=1), _EPS, 1 - _EPS)
-    if len(np.unique(labels)) == 2:
-        # n_jobs=1: cleanlab's default multiprocessing pool never returns inside a Celery
-        # worker process (seen stuck in SemLock.acquire); one process is fast enough here.
-        cl_flag = find_label_issues(labels, probs, n_jobs=1)
-        cl_score = 1 - get_label_quality_scores(labels, probs)
-    else:  # cleanlab needs both classes present
-        cl_flag = np.zeros(n, dtype=bool)
-        cl_score = 1 - p_label1
-    results["cleanlab"] = DetectorResult(
-        "cleanlab",
-        np.clip(cl_score, 0, 1),
-        np.asarray(cl_flag, dtype=bool),
-        [
-            f"confident learning: P(label {_side(label_a[i])}) = {p_label1[i]:.2f}"
-            + (" is below its class threshold" if cl_flag[i] else "")
-            for i in range(n)
-        ],
-    )
-    rate1 = noise_rate_estimate(label_a, p_a1)
-
-    # 3. Second round: retrain out-of-fold without the first round's likely-wrong pairs.
-    diff_r = diff_a
-    for _ in range(rounds - 1):
-        p_label = np.where(label_a, _sigmoid(diff_r).mean(0), 1 - _sigmoid(diff_r).mean(0))
-        cut = np.quantile(p_label, rate1)
-        diff_r = oof_diffs(trainer, fold, label_a, exclude=p_label <= cut)
-
-    # 4. Peer review.
-    p_peer, p_own, peer_flag = _peer_review(trainer, fold, label_a, rate1, peer_steps)
-    results["peer_review"] = DetectorResult(
-        "peer_review",
-        np.clip((p_peer + p_own) / 2, 0, 1),
-        peer_flag,
-        [
-            ("both peer models reject the label" if peer_flag[i] else "peer models")
-            + f" (P(label wrong) {p_peer[i]:.2f} by the peer, {p_own[i]:.2f} by its own model)"
-            for i in range(n)
-        ],
-    )
-
-    # 5. Annotator reliability (Dawid-Skene over the judgements).
-    ann_log_odds, has_votes, votes_a, votes = _annotator_evidence(data)
-    ann_wrong = np.where(has_votes, 1 - _sigmoid(sign * ann_log_odds), 0.0)
-    ann_reasons = []
-    for i in range(n):
-        if not has_votes[i]:
-            ann_reasons.append("no individual judgements")
-            continue
-        split = f"{votes_a[i]} for A, {votes[i] - votes_a[i]} for B"
-        ann_reasons.append(
-            f"annotators {split}; weighted by reliability P(label wrong) = {ann_wrong[i]:.2f}"
-        )
-    results["annotator_reliability"] = DetectorResult(
-        "annotator_reliability",
-        np.clip(ann_wrong, 0, 1),
-        has_votes & (ann_wrong > 0.5),
-        ann_reasons,
-    )
-
-    # 6. Combined: label-relative evidence, fitted on injected flips, noise-rate calibrated.
-    log_len = np.log1p(np.asarray(data.len_a, dtype=np.float64)) - np.log1p(
-        np.asarray(data.len_b, dtype=np.float64)
-    )
-    m2 = diff_r.mean(axis=0)
-    peer_a = np.where(label_a, 1 - p_peer, p_peer)  # peer's P(A better)
-    feats = [
-        m2,
-        diff_a.mean(axis=0),
-        np.sign(m2) * diff_r.std(axis=0) * -1.0,  # confident disagreement is evidence
-        _logit(np.clip(peer_a, 0.01, 0.99)),
-        log_len,
-    ]
-    if has_votes.any():
-        feats.append(ann_log_odds)
-    features_a = np.stack(feats, axis=1)
-    p_wrong_50 = _combined(features_a, label_a, seed)
-    # Back to P(A better) for the noise-rate estimate, then to P(wrong) at that rate.
-    p_a_comb = np.where(label_a, 1 - p_wrong_50, p_wrong_50)
-    rate = noise_rate_estimate(label_a, p_a_comb)
-    odds = _logit(p_wrong_50) + math.log(rate / (1 - rate))
-    p_wrong = _sigmoid(odds)
-    comb_flag = top_k_expected_f1(p_wrong)
-    comb_reasons = []
-    for i in range(n):
-        parts = [results["ensemble_strength"].reasons[i]]
-        if peer_flag[i]:
-            parts.append("both peer models reject it")
-        if has_votes[i]:
-            parts.append(f"annotators {votes_a[i]}-{votes[i] - votes_a[i]} (A-B)")
-        if data.margin is not None and np.isfinite(data.margin[i]):
-            parts.append(f"label margin {float(data.margin[i]):.2f}")
-        comb_reasons.append(f"P(label wrong) {p_wrong[i]:.2f}: " + "; ".join(parts))
-    results["combined"] = DetectorResult(
-        "combined", np.clip(p_wrong, 0, 1), comb_flag, comb_reasons
-    )
-    return [results[name] for name in DETECTOR_NAMES]
+    first = _round_one(ctx)
+    strength = _ensemble_strength(ctx, first)
+    cleanlab = _cleanlab(ctx, first)
+    rate = noise_rate_estimate(ctx.label_a, first.p_a)
+    diff_r = _later_rounds(ctx, first, rounds=rounds, rate=rate)
+    peer = _peer_review(ctx, rate=rate, steps=peer_steps)
+    evidence = _annotator_evidence(data)
+    annotators = _annotator_reliability(ctx, evidence)
+    features_a = _combined_features(ctx, first, diff_r, peer, evidence)
+    combined = _combined(ctx, features_a, peer, evidence, strength.reasons)
+    return [strength, cleanlab, _peer_review_result(peer), annotators, combined]

@@ -26,8 +26,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from curation.detectors import DetectorResult
 
 CACHE_DIR = Path(os.environ.get("CURATION_CACHE_DIR", ".local/cache/curation"))
 
@@ -316,6 +320,219 @@ def annotators_evaluate(
     return out
 
 
+# The flagged sets each curation policy is measured with, besides the noisy labels.
+CURATED_BY = ("combined", "cleanlab")
+
+
+@dataclass
+class _Pairs:
+    """The arrays ``evaluate`` was given (``label_a`` as bool)."""
+
+    prompt: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    label_a: np.ndarray
+    len_a: np.ndarray
+    len_b: np.ndarray
+
+
+@dataclass
+class _Split:
+    """One seed's split into training rows and clean held-out rows."""
+
+    seed: int
+    train_idx: np.ndarray
+    test_idx: np.ndarray
+    clean: np.ndarray  # the file's labels of the training rows
+    test_label: np.ndarray  # the file's labels of the held-out rows
+
+
+@dataclass
+class _RateRun:
+    """One flip rate on one split: what was flipped, what the detectors said, and the held-out
+    accuracy of a reward model trained on the noisy and on each curated set of labels."""
+
+    flip: np.ndarray  # (len(train_idx),) bool
+    results: list[DetectorResult]
+    took: float  # seconds the detectors ran
+    accuracy: dict[str, float]  # "noisy labels", "combined: drop flagged", ...
+
+
+@dataclass
+class _Progress:
+    """Counts the models trained so far and reports ``(done, total)`` after each."""
+
+    total: int
+    report: Callable[[int, int], None] | None
+    done: int = 0
+
+    def add(self, models: int = 1) -> None:
+        self.done += models
+        if self.report is not None:
+            self.report(self.done, self.total)
+
+    def nested(self) -> Callable[[int, int], None]:
+        """A ``progress`` for a step that counts its own models from zero (detectors_run)."""
+        base = self.done
+
+        def step(done: int, _total: int) -> None:
+            self.done = base + done
+            if self.report is not None:
+                self.report(self.done, self.total)
+
+        return step
+
+
+def _models_per_seed(opts: EvalOptions) -> int:
+    """Models one seed trains: the oracle; per flip rate the detectors', one on the noisy
+    labels and one per curation policy; the annotator part's out-of-fold models."""
+    detectors = opts.folds * opts.rounds + 2 * (opts.peer_steps + 1)
+    per_rate = detectors + 1 + len(CURATED_BY) * len(POLICIES)
+    return 1 + len(opts.flip_rates) * per_rate + (opts.folds if opts.annotators else 0)
+
+
+def _split_draw(
+    rng: np.random.Generator, label_a: np.ndarray, *, seed: int, test_fraction: float
+) -> _Split:
+    n = len(label_a)
+    perm = rng.permutation(n)
+    n_test = max(1, int(round(test_fraction * n)))
+    test_idx, train_idx = np.sort(perm[:n_test]), np.sort(perm[n_test:])
+    return _Split(
+        seed=seed,
+        train_idx=train_idx,
+        test_idx=test_idx,
+        clean=label_a[train_idx],
+        test_label=label_a[test_idx],
+    )
+
+
+def _rm_accuracy_on(
+    pairs: _Pairs,
+    split: _Split,
+    labels: np.ndarray,
+    opts: EvalOptions,
+    keep: np.ndarray | None = None,
+) -> float:
+    """Held-out accuracy of a reward model trained on ``labels`` of the split's training rows
+    (only the ``keep`` ones when given)."""
+    idx = split.train_idx if keep is None else split.train_idx[keep]
+    lab = labels if keep is None else labels[keep]
+    return rm_accuracy(
+        pairs.prompt,
+        pairs.a,
+        pairs.b,
+        idx,
+        lab,
+        split.test_idx,
+        split.test_label,
+        members=opts.members,
+        seed=split.seed,
+        epochs=opts.epochs,
+    )
+
+
+def _detectors_on(
+    pairs: _Pairs,
+    split: _Split,
+    noisy: np.ndarray,
+    opts: EvalOptions,
+    progress: Callable[[int, int], None],
+) -> list[DetectorResult]:
+    """Every detector on the training rows with the noisy labels (no judgements)."""
+    from curation.detectors import CurationInput, detectors_run
+
+    train_idx = split.train_idx
+    return detectors_run(
+        CurationInput(
+            ids=train_idx.astype(np.int64),
+            prompt=pairs.prompt[train_idx],
+            a=pairs.a[train_idx],
+            b=pairs.b[train_idx],
+            label_a=noisy,
+            len_a=pairs.len_a[train_idx],
+            len_b=pairs.len_b[train_idx],
+            judgements=[],
+        ),
+        folds=opts.folds,
+        members=opts.members,
+        seed=split.seed,
+        epochs=opts.epochs,
+        rounds=opts.rounds,
+        peer_steps=opts.peer_steps,
+        progress=progress,
+    )
+
+
+def _curated_accuracies(
+    pairs: _Pairs,
+    split: _Split,
+    noisy: np.ndarray,
+    results: list[DetectorResult],
+    opts: EvalOptions,
+    progress: _Progress,
+) -> dict[str, float]:
+    """Held-out accuracy trained on the noisy labels, then after each policy of each detector
+    in ``CURATED_BY`` (the order of the report's rows)."""
+    accuracy = {"noisy labels": _rm_accuracy_on(pairs, split, noisy, opts)}
+    progress.add()
+    by_name = {r.name: r for r in results}
+    for name in CURATED_BY:
+        flagged = by_name[name].flagged
+        accuracy[f"{name}: drop flagged"] = _rm_accuracy_on(pairs, split, noisy, opts, ~flagged)
+        progress.add()
+        accuracy[f"{name}: flip flagged"] = _rm_accuracy_on(pairs, split, noisy ^ flagged, opts)
+        progress.add()
+    return accuracy
+
+
+def _rate_run(
+    pairs: _Pairs,
+    split: _Split,
+    rate: float,
+    rng: np.random.Generator,
+    opts: EvalOptions,
+    progress: _Progress,
+) -> _RateRun:
+    """Flip ``rate`` of the training labels (drawn from the seed's ``rng``), detect, curate."""
+    n_train = len(split.train_idx)
+    flip = np.zeros(n_train, dtype=bool)
+    flip[rng.choice(n_train, size=int(round(rate * n_train)), replace=False)] = True
+    noisy = split.clean ^ flip
+    started = time.perf_counter()
+    results = _detectors_on(pairs, split, noisy, opts, progress.nested())
+    took = time.perf_counter() - started
+    accuracy = _curated_accuracies(pairs, split, noisy, results, opts, progress)
+    return _RateRun(flip=flip, results=results, took=took, accuracy=accuracy)
+
+
+def _rate_record(raw: dict, rate: float, run: _RateRun, oracle: float) -> None:
+    det = raw["detection"].setdefault(rate, {})
+    for r in run.results:
+        if r.name == "annotator_reliability":
+            continue  # no judgements in this part
+        p, rc, f1 = prf(r.flagged, run.flip)
+        det.setdefault(r.name, []).append(
+            {"precision": p, "recall": rc, "f1": f1, "flagged": int(r.flagged.sum())}
+        )
+    rm = raw["rm"].setdefault(rate, {})
+    rm.setdefault("oracle (clean labels)", []).append(oracle)
+    for name, value in run.accuracy.items():
+        rm.setdefault(name, []).append(value)
+
+
+def _rate_line(seed: int, rate: float, run: _RateRun, oracle: float) -> str:
+    f1s = {r.name: prf(r.flagged, run.flip)[2] for r in run.results}
+    acc = run.accuracy
+    return (
+        f"seed {seed} rate {rate}: detectors {run.took:.0f} s; F1 "
+        + " ".join(f"{k}={v:.3f}" for k, v in f1s.items())
+        + f"; acc noisy={acc['noisy labels']:.3f} oracle={oracle:.3f} "
+        + f"drop={acc['combined: drop flagged']:.3f} "
+        + f"flip={acc['combined: flip flagged']:.3f}"
+    )
+
+
 def evaluate(
     prompt: np.ndarray,
     a: np.ndarray,
@@ -326,172 +543,125 @@ def evaluate(
     opts: EvalOptions,
     *,
     log: Callable[[str], None] = lambda s: None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict:
-    """Run the whole evaluation; returns per-seed raw figures and the summary (see ``report``)."""
-    from curation.detectors import CurationInput, detectors_run
+    """Run the whole evaluation; returns per-seed raw figures and the summary (see ``report``).
 
+    ``progress(done, total)`` is called after each model trained (the detectors', the reward
+    models' and the annotator part's); ``done`` ends at ``total``.
+    """
     n = len(label_a)
-    label_a = np.asarray(label_a, dtype=bool)
+    pairs = _Pairs(prompt, a, b, np.asarray(label_a, dtype=bool), len_a, len_b)
     raw: dict = {"detection": {}, "rm": {}, "annotators": [], "n": n}
+    counter = _Progress(total=opts.seeds * _models_per_seed(opts), report=progress)
     for s in range(opts.seed_offset, opts.seed_offset + opts.seeds):
+        # One generator per seed draws the split, then each rate's flips, in this order.
         rng = np.random.default_rng(s)
-        perm = rng.permutation(n)
-        n_test = max(1, int(round(opts.test_fraction * n)))
-        test_idx, train_idx = np.sort(perm[:n_test]), np.sort(perm[n_test:])
-        clean = label_a[train_idx]
-        test_label = label_a[test_idx]
-        seed = s
-        oracle = rm_accuracy(
-            prompt,
-            a,
-            b,
-            train_idx,
-            clean,
-            test_idx,
-            label_a[test_idx],
-            members=opts.members,
-            seed=s,
-            epochs=opts.epochs,
-        )
+        split = _split_draw(rng, pairs.label_a, seed=s, test_fraction=opts.test_fraction)
+        oracle = _rm_accuracy_on(pairs, split, split.clean, opts)
+        counter.add()
         for rate in opts.flip_rates:
-            flip = np.zeros(len(train_idx), dtype=bool)
-            flip[
-                rng.choice(len(train_idx), size=int(round(rate * len(train_idx))), replace=False)
-            ] = True
-            noisy = clean ^ flip
-            started = time.perf_counter()
-            results = detectors_run(
-                CurationInput(
-                    ids=train_idx.astype(np.int64),
-                    prompt=prompt[train_idx],
-                    a=a[train_idx],
-                    b=b[train_idx],
-                    label_a=noisy,
-                    len_a=len_a[train_idx],
-                    len_b=len_b[train_idx],
-                    judgements=[],
-                ),
-                folds=opts.folds,
-                members=opts.members,
-                seed=s,
-                epochs=opts.epochs,
-                rounds=opts.rounds,
-                peer_steps=opts.peer_steps,
-            )
-            took = time.perf_counter() - started
-            det = raw["detection"].setdefault(rate, {})
-            for r in results:
-                if r.name == "annotator_reliability":
-                    continue  # no judgements in this part
-                p, rc, f1 = prf(r.flagged, flip)
-                det.setdefault(r.name, []).append(
-                    {"precision": p, "recall": rc, "f1": f1, "flagged": int(r.flagged.sum())}
-                )
-            rm = raw["rm"].setdefault(rate, {})
-            rm.setdefault("oracle (clean labels)", []).append(oracle)
-
-            def acc(
-                labels: np.ndarray,
-                keep: np.ndarray | None = None,
-                split: tuple = (train_idx, test_idx, test_label, seed),
-            ) -> float:
-                train, test, truth, run_seed = split
-                idx = train if keep is None else train[keep]
-                lab = labels if keep is None else labels[keep]
-                return rm_accuracy(
-                    prompt,
-                    a,
-                    b,
-                    idx,
-                    lab,
-                    test,
-                    truth,
-                    members=opts.members,
-                    seed=run_seed,
-                    epochs=opts.epochs,
-                )
-
-            rm.setdefault("noisy labels", []).append(acc(noisy))
-            by_name = {r.name: r for r in results}
-            for name in ("combined", "cleanlab"):
-                flagged = by_name[name].flagged
-                rm.setdefault(f"{name}: drop flagged", []).append(acc(noisy, ~flagged))
-                rm.setdefault(f"{name}: flip flagged", []).append(acc(noisy ^ flagged))
-            f1s = {r.name: prf(r.flagged, flip)[2] for r in results}
-            log(
-                f"seed {s} rate {rate}: detectors {took:.0f} s; F1 "
-                + " ".join(f"{k}={v:.3f}" for k, v in f1s.items())
-                + f"; acc noisy={rm['noisy labels'][-1]:.3f} oracle={oracle:.3f} "
-                + f"drop={rm['combined: drop flagged'][-1]:.3f} "
-                + f"flip={rm['combined: flip flagged'][-1]:.3f}"
-            )
+            run = _rate_run(pairs, split, rate, rng, opts, counter)
+            _rate_record(raw, rate, run, oracle)
+            log(_rate_line(s, rate, run, oracle))
         if opts.annotators:
-            agg = annotators_evaluate(prompt, a, b, label_a, k=opts.annotators, seed=s, opts=opts)
+            agg = annotators_evaluate(
+                prompt, a, b, pairs.label_a, k=opts.annotators, seed=s, opts=opts
+            )
+            counter.add(opts.folds)
             raw["annotators"].append(agg)
             log(f"seed {s} annotators: " + " ".join(f"{k}={v:.3f}" for k, v in agg.items()))
     return raw
 
 
-def report(raw: dict, opts: EvalOptions) -> tuple[list[str], str]:
-    """The table (markdown lines) and the last line of ``eval_curation``."""
-    lines = []
-    summary: dict[str, float] = {}
-    for rate, det in raw["detection"].items():
-        pct = int(round(rate * 100))
-        lines.append(f"### Flip rate {pct} % ({opts.seeds} seeds, mean ± sd)")
-        lines.append("")
-        lines.append("| detector | flagged | precision | recall | F1 |")
-        lines.append("|---|---:|---:|---:|---:|")
-        for name, rows in det.items():
-            cells = [f"{_mean([r['flagged'] for r in rows]):.0f}"]
-            for key in ("precision", "recall", "f1"):
-                vals = [r[key] for r in rows]
-                cells.append(f"{_mean(vals):.3f} ± {_sd(vals):.3f}")
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines.append("")
-        f1 = {name: _mean([r["f1"] for r in rows]) for name, rows in det.items()}
-        best = max(OURS, key=lambda k: f1.get(k, -1))
-        summary[f"f1_best_{pct}"] = f1[best]
-        summary[f"f1_cleanlab_{pct}"] = f1["cleanlab"]
-        lines.append(
-            f"Best of ours: {best} (F1 {f1[best]:.3f}); cleanlab {f1['cleanlab']:.3f}. "
-            f"Reference: flagging every pair scores F1 {2 * rate / (1 + rate):.3f}."
-        )
-        lines.append("")
-        rm = raw["rm"][rate]
-        lines.append("| reward model trained on | held-out accuracy (clean labels) |")
-        lines.append("|---|---:|")
-        for name, vals in rm.items():
-            lines.append(f"| {name} | {_mean(vals):.3f} ± {_sd(vals):.3f} |")
-        noisy, oracle = _mean(rm["noisy labels"]), _mean(rm["oracle (clean labels)"])
-        curated = _mean(rm[f"combined: {opts.policy} flagged"])
-        gap = (curated - noisy) / (oracle - noisy) if oracle != noisy else float("nan")
-        summary[f"gap_recovered_{pct}"] = gap
-        lines.append("")
-        lines.append(
-            f"Gap recovered (combined, {opts.policy} flagged; from seed-mean accuracies): {gap:.3f}"
-        )
-        lines.append("")
-    if raw["annotators"]:
-        lines.append(f"### Aggregating {opts.annotators} simulated annotators per pair")
-        lines.append("")
-        lines.append("| method | accuracy vs the file's label |")
-        lines.append("|---|---:|")
-        for method in raw["annotators"][0]:
-            vals = [r[method] for r in raw["annotators"]]
-            lines.append(f"| {method} | {_mean(vals):.3f} ± {_sd(vals):.3f} |")
-            summary[f"agg_{method}"] = _mean(vals)
-        lines.append("")
+# ----------------------------------------------------------------------------- report
 
-    def fmt(key: str) -> str:
-        value = summary.get(key, float("nan"))
-        return f"{value:.4f}"
 
-    parts = []
-    for key in ("f1_best_20", "f1_cleanlab_20", "f1_best_40", "f1_cleanlab_40", "gap_recovered_40"):
-        parts.append(f"{key}={fmt(key)}")
-    last = " ".join(parts)
-    if raw["annotators"]:
+@dataclass
+class _Section:
+    """Markdown lines of one part of the report and the figures it adds to the last line."""
+
+    lines: list[str]
+    summary: dict[str, float]
+
+
+def _detection_section(rate: float, det: dict, opts: EvalOptions) -> _Section:
+    pct = int(round(rate * 100))
+    lines = [
+        f"### Flip rate {pct} % ({opts.seeds} seeds, mean ± sd)",
+        "",
+        "| detector | flagged | precision | recall | F1 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, rows in det.items():
+        cells = [f"{_mean([r['flagged'] for r in rows]):.0f}"]
+        for key in ("precision", "recall", "f1"):
+            vals = [r[key] for r in rows]
+            cells.append(f"{_mean(vals):.3f} ± {_sd(vals):.3f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    f1 = {name: _mean([r["f1"] for r in rows]) for name, rows in det.items()}
+    best = max(OURS, key=lambda k: f1.get(k, -1))
+    lines.append(
+        f"Best of ours: {best} (F1 {f1[best]:.3f}); cleanlab {f1['cleanlab']:.3f}. "
+        f"Reference: flagging every pair scores F1 {2 * rate / (1 + rate):.3f}."
+    )
+    lines.append("")
+    return _Section(lines, {f"f1_best_{pct}": f1[best], f"f1_cleanlab_{pct}": f1["cleanlab"]})
+
+
+def _rm_section(rate: float, rm: dict, opts: EvalOptions) -> _Section:
+    pct = int(round(rate * 100))
+    lines = ["| reward model trained on | held-out accuracy (clean labels) |", "|---|---:|"]
+    for name, vals in rm.items():
+        lines.append(f"| {name} | {_mean(vals):.3f} ± {_sd(vals):.3f} |")
+    noisy, oracle = _mean(rm["noisy labels"]), _mean(rm["oracle (clean labels)"])
+    curated = _mean(rm[f"combined: {opts.policy} flagged"])
+    gap = (curated - noisy) / (oracle - noisy) if oracle != noisy else float("nan")
+    lines.append("")
+    lines.append(
+        f"Gap recovered (combined, {opts.policy} flagged; from seed-mean accuracies): {gap:.3f}"
+    )
+    lines.append("")
+    return _Section(lines, {f"gap_recovered_{pct}": gap})
+
+
+def _annotators_section(rows: list[dict[str, float]], opts: EvalOptions) -> _Section:
+    lines = [
+        f"### Aggregating {opts.annotators} simulated annotators per pair",
+        "",
+        "| method | accuracy vs the file's label |",
+        "|---|---:|",
+    ]
+    summary = {}
+    for method in rows[0]:
+        vals = [r[method] for r in rows]
+        lines.append(f"| {method} | {_mean(vals):.3f} ± {_sd(vals):.3f} |")
+        summary[f"agg_{method}"] = _mean(vals)
+    lines.append("")
+    return _Section(lines, summary)
+
+
+def _last_line(summary: dict[str, float], annotators: bool) -> str:
+    keys = ("f1_best_20", "f1_cleanlab_20", "f1_best_40", "f1_cleanlab_40", "gap_recovered_40")
+    last = " ".join(f"{key}={summary.get(key, float('nan')):.4f}" for key in keys)
+    if annotators:
         best = max(summary[f"agg_{m}"] for m in ("dawid_skene", "mace", "combined"))
         last += f" agg_acc_majority={summary['agg_majority']:.4f} agg_acc_best={best:.4f}"
-    return lines, last
+    return last
+
+
+def report(raw: dict, opts: EvalOptions) -> tuple[list[str], str]:
+    """The table (markdown lines) and the last line of ``eval_curation``."""
+    sections = []
+    for rate, det in raw["detection"].items():
+        sections.append(_detection_section(rate, det, opts))
+        sections.append(_rm_section(rate, raw["rm"][rate], opts))
+    if raw["annotators"]:
+        sections.append(_annotators_section(raw["annotators"], opts))
+    lines: list[str] = []
+    summary: dict[str, float] = {}
+    for section in sections:
+        lines += section.lines
+        summary.update(section.summary)
+    return lines, _last_line(summary, bool(raw["annotators"]))

@@ -29,11 +29,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from curation.routing import policies
+
+if TYPE_CHECKING:
+    from scoring.train import TrainConfig
 
 HELD_OUT = 0.2
 SEED_FRACTION = 0.1
@@ -246,6 +251,235 @@ def _gain_inputs(
     )
 
 
+# The routing policies compared at every budget.
+ROUTED = ("random", "uncertainty", "gain")
+
+
+@dataclass
+class _Judged:
+    """A seed set, the AI judge's view of the rest and its out-of-fold view of the seed set."""
+
+    seed_idx: np.ndarray
+    rest: np.ndarray  # the pool pairs outside the seed set
+    p_rest: np.ndarray  # P(A better) of the ensemble trained on the seed set
+    s_rest: np.ndarray  # its spread
+    v_rest: Verdicts
+    p_seed: np.ndarray  # out-of-fold P(A better) on the seed set
+    s_seed: np.ndarray
+    v_seed: Verdicts
+
+
+@dataclass
+class _Labels:
+    """The training labels of one run's final reward model."""
+
+    idx: np.ndarray
+    labels: np.ndarray
+    n_human: int
+    ai_accuracy: float | None  # of the AI labels used, against the file
+
+
+@dataclass
+class _Budget:
+    """One budget's seed set and what the routing policies decide from."""
+
+    budget: float
+    judged: _Judged
+    slots: int  # human labels left after the seed set
+    inputs: policies.GainInputs  # of the pairs to route
+    train_inputs: policies.GainInputs  # of the seed set (out-of-fold), for the gain model
+    disagree: np.ndarray  # on the seed set: the human answer differs from the AI's
+
+
+@dataclass
+class _SeedRun:
+    """One seed: its held-out split, the human answers and what every run of it shares."""
+
+    data: SimData
+    config: SimConfig
+    seed: int
+    pool: np.ndarray  # the pairs that can be labelled (sorted)
+    test: np.ndarray  # the clean held-out pairs
+    human: np.ndarray  # the human answers: the file's labels, ``human_noise`` of them flipped
+    seed_order: np.ndarray  # the pool shuffled: seed sets are prefixes, nested across budgets
+    seed_n: int  # the size of the seed set where the budget allows it
+    density: np.ndarray  # embedding density of each pool pair's prompt among the pool's
+    train_cfg: TrainConfig
+    llm_cache: dict[int, Verdicts] | None
+    log: Log | None
+    judged: dict[int, _Judged] = field(default_factory=dict)  # by seed-set size
+
+    def density_of(self, idx: np.ndarray) -> np.ndarray:
+        return self.density[np.searchsorted(self.pool, idx)]  # the pool is sorted
+
+    def accuracy(self, label_idx: np.ndarray, labels: np.ndarray) -> float:
+        """Held-out accuracy of the final reward model trained on these labels."""
+        model = rm_train(self.data, label_idx, labels, self.train_cfg)
+        return rm_accuracy(model, self.data, self.test)
+
+
+def _seed_setup(
+    data: SimData,
+    config: SimConfig,
+    seed: int,
+    *,
+    llm_cache: dict[int, Verdicts] | None,
+    log: Log | None,
+) -> _SeedRun:
+    rng = np.random.default_rng(seed)
+    pool, test = _split(len(data), seed)
+    human = data.label_a.copy()
+    flip = rng.random(len(data)) < config.human_noise
+    human[flip] = ~human[flip]
+    # Drawn from the same generator right after the noise (nothing else draws from it).
+    seed_order = rng.permutation(pool)
+    return _SeedRun(
+        data=data,
+        config=config,
+        seed=seed,
+        pool=pool,
+        test=test,
+        human=human,
+        seed_order=seed_order,
+        seed_n=max(MIN_SEED, int(round(config.seed_fraction * len(pool)))),
+        density=policies.embedding_density(data.prompt[pool], k=10),
+        train_cfg=config.train_config(seed),
+        llm_cache=llm_cache,
+        log=log,
+    )
+
+
+def _seed_set_scores(run: _SeedRun, seed_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold (P(A better), spread) on the seed set: what the judge says of pairs it did
+    not see (``CROSS_FIT_FOLDS``-fold cross-fitting)."""
+    seed_n = len(seed_idx)
+    p_seed, s_seed = np.zeros(seed_n), np.zeros(seed_n)
+    folds = np.arange(seed_n) % CROSS_FIT_FOLDS
+    rng_f = np.random.default_rng(run.seed + 7)
+    rng_f.shuffle(folds)
+    for f in range(CROSS_FIT_FOLDS):
+        held = folds == f
+        if not held.any() or held.all():
+            continue
+        train = seed_idx[~held]
+        fold_model = rm_train(run.data, train, run.human[train], run.train_cfg)
+        p_seed[held], s_seed[held] = rm_score(fold_model, run.data, seed_idx[held])
+    return p_seed, s_seed
+
+
+def _judged(run: _SeedRun, seed_n: int) -> _Judged:
+    """The seed set of ``seed_n`` pairs, the judge trained on it and its verdicts (cached per
+    size: budgets share a seed set where they can)."""
+    if seed_n in run.judged:
+        return run.judged[seed_n]
+    data, config = run.data, run.config
+    seed_idx = np.sort(run.seed_order[:seed_n])
+    rest = np.setdiff1d(run.pool, seed_idx)
+    ensemble = rm_train(data, seed_idx, run.human[seed_idx], run.train_cfg)
+    p_rest, s_rest = rm_score(ensemble, data, rest)
+    p_seed, s_seed = _seed_set_scores(run, seed_idx)
+    if config.ai_judge == "reward-model":
+        v_rest, v_seed = rm_verdicts(p_rest, s_rest), rm_verdicts(p_seed, s_seed)
+    else:
+        v_rest = _llm_cached(data, rest, config, run.llm_cache, run.log)
+        v_seed = _llm_cached(data, seed_idx, config, run.llm_cache, run.log)
+    run.judged[seed_n] = _Judged(seed_idx, rest, p_rest, s_rest, v_rest, p_seed, s_seed, v_seed)
+    return run.judged[seed_n]
+
+
+def _labels_with(run: _SeedRun, judged: _Judged, to_human: np.ndarray) -> _Labels:
+    """Human labels for the seed set and the ``to_human`` rest, the AI's for the others."""
+    seed_idx, rest, v_rest, human = judged.seed_idx, judged.rest, judged.v_rest, run.human
+    routed = rest[to_human]
+    # AI-routed pairs whose judge failed get no label at all (never a guess).
+    use = ~to_human & v_rest.ok
+    ai_idx = rest[use]
+    idx = np.concatenate([seed_idx, routed, ai_idx])
+    labels = np.concatenate([human[seed_idx], human[routed], v_rest.choice_a[use]])
+    ai_acc = (
+        float((v_rest.choice_a[use] == run.data.label_a[ai_idx]).mean()) if len(ai_idx) else None
+    )
+    return _Labels(idx, labels, len(seed_idx) + len(routed), ai_acc)
+
+
+def _all_human(run: _SeedRun) -> RunResult:
+    accuracy = run.accuracy(run.pool, run.human[run.pool])
+    return RunResult("all_human", None, run.seed, accuracy, 1.0, None)
+
+
+def _all_ai(run: _SeedRun) -> RunResult:
+    """Only the default seed set by hand."""
+    judged = _judged(run, run.seed_n)
+    got = _labels_with(run, judged, np.zeros(len(judged.rest), bool))
+    accuracy = run.accuracy(got.idx, got.labels)
+    return RunResult(
+        "all_ai", None, run.seed, accuracy, got.n_human / len(run.pool), got.ai_accuracy
+    )
+
+
+def _budget_inputs(run: _SeedRun, budget: float) -> _Budget:
+    n_pool = len(run.pool)
+    budget_n = int(np.floor(budget * n_pool + 1e-9))
+    if budget_n < 2:
+        raise ValueError(
+            f"a {budget:.0%} budget is {budget_n} of the {n_pool} pool pairs: too few to "
+            "train a judge on; use a larger budget or file"
+        )
+    seed_n = min(run.seed_n, budget_n)
+    j = _judged(run, seed_n)
+    return _Budget(
+        budget=budget,
+        judged=j,
+        slots=budget_n - seed_n,
+        inputs=_gain_inputs(run.data, j.rest, j.p_rest, j.s_rest, j.v_rest, run.density_of(j.rest)),
+        train_inputs=_gain_inputs(
+            run.data, j.seed_idx, j.p_seed, j.s_seed, j.v_seed, run.density_of(j.seed_idx)
+        ),
+        disagree=j.v_seed.choice_a != run.human[j.seed_idx],
+    )
+
+
+def _human_only(run: _SeedRun, b: _Budget) -> RunResult:
+    """For the reading, not a policy: the same human labels as random, no AI labels at all."""
+    j = b.judged
+    random_plan = policies.route(policy="random", n=len(j.rest), slots=b.slots, seed=run.seed)
+    human_idx = np.concatenate([j.seed_idx, j.rest[random_plan.to_human]])
+    accuracy = run.accuracy(human_idx, run.human[human_idx])
+    return RunResult(
+        "human_only", b.budget, run.seed, accuracy, len(human_idx) / len(run.pool), None
+    )
+
+
+def _policy_run(run: _SeedRun, b: _Budget, policy: str) -> RunResult:
+    j = b.judged
+    plan = policies.route(
+        policy=policy,
+        n=len(j.rest),
+        slots=b.slots,
+        inputs=b.inputs,
+        train_inputs=b.train_inputs,
+        train_disagree=b.disagree,
+        seed=run.seed,
+    )
+    assert plan.human_count == min(b.slots, len(j.rest))
+    got = _labels_with(run, j, plan.to_human)
+    accuracy = run.accuracy(got.idx, got.labels)
+    return RunResult(
+        policy,
+        b.budget,
+        run.seed,
+        accuracy,
+        got.n_human / len(run.pool),
+        got.ai_accuracy,
+        plan.fallback,
+    )
+
+
+def runs_per_seed(config: SimConfig) -> int:
+    """all_human, all_ai, and per budget human_only and each routed policy."""
+    return 2 + len(config.budgets) * (1 + len(ROUTED))
+
+
 def simulate_seed(
     data: SimData,
     config: SimConfig,
@@ -253,115 +487,27 @@ def simulate_seed(
     *,
     llm_cache: dict[int, Verdicts] | None = None,
     log: Log | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[RunResult]:
-    """Every policy at every budget for one seed (one held-out split, one noise draw)."""
-    rng = np.random.default_rng(seed)
-    pool, test = _split(len(data), seed)
-    n_pool = len(pool)
-    truth = data.label_a
-    human = truth.copy()
-    flip = rng.random(len(data)) < config.human_noise
-    human[flip] = ~human[flip]
-    train_cfg = config.train_config(seed)
-    # Density of each pair's prompt among the pool's prompts (embedding-space density).
-    density_pool = policies.embedding_density(data.prompt[pool], k=10)
-    where = {int(i): j for j, i in enumerate(pool)}
+    """Every policy at every budget for one seed (one held-out split, one noise draw).
 
-    def dens(idx: np.ndarray) -> np.ndarray:
-        return density_pool[[where[int(i)] for i in idx]]
-
-    def final(label_idx: np.ndarray, labels: np.ndarray) -> float:
-        return rm_accuracy(rm_train(data, label_idx, labels, train_cfg), data, test)
-
+    ``progress(done, total)`` after each run (``runs_per_seed(config)`` in all).
+    """
+    run = _seed_setup(data, config, seed, llm_cache=llm_cache, log=log)
     results: list[RunResult] = []
-    acc_all_human = final(pool, human[pool])
-    results.append(RunResult("all_human", None, seed, acc_all_human, 1.0, None))
 
-    seed_n_default = max(MIN_SEED, int(round(config.seed_fraction * n_pool)))
-    seed_order = rng.permutation(pool)  # seed sets are prefixes: nested across budgets
-    cache: dict[int, tuple] = {}
+    def record(result: RunResult) -> None:
+        results.append(result)
+        if progress is not None:
+            progress(len(results), runs_per_seed(config))
 
-    def judged(seed_n: int):
-        """The seed set, the judge trained on it and its verdicts (cached per size)."""
-        if seed_n in cache:
-            return cache[seed_n]
-        seed_idx = np.sort(seed_order[:seed_n])
-        rest = np.setdiff1d(pool, seed_idx)
-        ensemble = rm_train(data, seed_idx, human[seed_idx], train_cfg)
-        p_rest, s_rest = rm_score(ensemble, data, rest)
-        # Out-of-fold scores on the seed set: what the judge says of pairs it did not see.
-        p_seed, s_seed = np.zeros(seed_n), np.zeros(seed_n)
-        folds = np.arange(seed_n) % CROSS_FIT_FOLDS
-        rng_f = np.random.default_rng(seed + 7)
-        rng_f.shuffle(folds)
-        for f in range(CROSS_FIT_FOLDS):
-            held = folds == f
-            if not held.any() or held.all():
-                continue
-            fold_model = rm_train(data, seed_idx[~held], human[seed_idx[~held]], train_cfg)
-            p_seed[held], s_seed[held] = rm_score(fold_model, data, seed_idx[held])
-        if config.ai_judge == "reward-model":
-            v_rest, v_seed = rm_verdicts(p_rest, s_rest), rm_verdicts(p_seed, s_seed)
-        else:
-            v_rest = _llm_cached(data, rest, config, llm_cache, log)
-            v_seed = _llm_cached(data, seed_idx, config, llm_cache, log)
-        cache[seed_n] = (seed_idx, rest, p_rest, s_rest, v_rest, p_seed, s_seed, v_seed)
-        return cache[seed_n]
-
-    def labels_with(seed_idx, rest, to_human, v_rest):
-        routed = rest[to_human]
-        # AI-routed pairs whose judge failed get no label at all (never a guess).
-        use = ~to_human & v_rest.ok
-        ai_idx = rest[use]
-        idx = np.concatenate([seed_idx, routed, ai_idx])
-        labels = np.concatenate([human[seed_idx], human[routed], v_rest.choice_a[use]])
-        ai_acc = float((v_rest.choice_a[use] == truth[ai_idx]).mean()) if len(ai_idx) else None
-        return idx, labels, len(seed_idx) + len(routed), ai_acc
-
-    # all_ai: only the seed set by hand.
-    seed_idx, rest, p_rest, s_rest, v_rest, *_ = judged(seed_n_default)
-    idx, labels, n_h, ai_acc = labels_with(seed_idx, rest, np.zeros(len(rest), bool), v_rest)
-    results.append(RunResult("all_ai", None, seed, final(idx, labels), n_h / n_pool, ai_acc))
-
+    record(_all_human(run))
+    record(_all_ai(run))
     for budget in config.budgets:
-        budget_n = int(np.floor(budget * n_pool + 1e-9))
-        if budget_n < 2:
-            raise ValueError(
-                f"a {budget:.0%} budget is {budget_n} of the {n_pool} pool pairs: too few to "
-                "train a judge on; use a larger budget or file"
-            )
-        seed_n = min(seed_n_default, budget_n)
-        seed_idx, rest, p_rest, s_rest, v_rest, p_seed, s_seed, v_seed = judged(seed_n)
-        slots = budget_n - seed_n
-        inputs = _gain_inputs(data, rest, p_rest, s_rest, v_rest, dens(rest))
-        train_inputs = _gain_inputs(data, seed_idx, p_seed, s_seed, v_seed, dens(seed_idx))
-        disagree = v_seed.choice_a != human[seed_idx]
-        # For the reading, not a policy: the same human labels as random, no AI labels at all.
-        random_plan = policies.route(policy="random", n=len(rest), slots=slots, seed=seed)
-        human_idx = np.concatenate([seed_idx, rest[random_plan.to_human]])
-        results.append(
-            RunResult(
-                "human_only", budget, seed, final(human_idx, human[human_idx]),
-                len(human_idx) / n_pool, None,
-            )
-        )  # fmt: skip
-        for policy in ("random", "uncertainty", "gain"):
-            plan = policies.route(
-                policy=policy,
-                n=len(rest),
-                slots=slots,
-                inputs=inputs,
-                train_inputs=train_inputs,
-                train_disagree=disagree,
-                seed=seed,
-            )
-            assert plan.human_count == min(slots, len(rest))
-            idx, labels, n_h, ai_acc = labels_with(seed_idx, rest, plan.to_human, v_rest)
-            results.append(
-                RunResult(
-                    policy, budget, seed, final(idx, labels), n_h / n_pool, ai_acc, plan.fallback
-                )
-            )
+        b = _budget_inputs(run, budget)
+        record(_human_only(run, b))
+        for policy in ROUTED:
+            record(_policy_run(run, b, policy))
         if log:
             done = [r for r in results if r.budget == budget]
             log(
@@ -402,7 +548,21 @@ def _llm_cached(
     )
 
 
-def simulate(data: SimData, config: SimConfig, *, log: Log | None = None) -> list[RunResult]:
+def _progress_from(
+    progress: Callable[[int, int], None], base: int, total: int, done: int, _seed_total: int
+) -> None:
+    progress(base + done, total)
+
+
+def simulate(
+    data: SimData,
+    config: SimConfig,
+    *,
+    log: Log | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[RunResult]:
+    """Every seed of ``simulate_seed``; ``progress(done, total)`` after each run (a policy at a
+    budget, all_human or all_ai) of every seed."""
     if config.ai_judge not in ("reward-model", "local-llm", "llm"):
         raise ValueError(
             f"unknown AI judge '{config.ai_judge}': use reward-model, local-llm or llm"
@@ -417,8 +577,16 @@ def simulate(data: SimData, config: SimConfig, *, log: Log | None = None) -> lis
         raise ValueError(f"the file has {len(data)} labelled A/B pairs; the simulation needs 20")
     results: list[RunResult] = []
     llm_cache: dict[int, Verdicts] = {}
+    per_seed = runs_per_seed(config)
     for seed in range(config.seeds):
-        results += simulate_seed(data, config, seed, llm_cache=llm_cache, log=log)
+        seed_progress = None
+        if progress is not None:
+            seed_progress = partial(
+                _progress_from, progress, seed * per_seed, config.seeds * per_seed
+            )
+        results += simulate_seed(
+            data, config, seed, llm_cache=llm_cache, log=log, progress=seed_progress
+        )
     return results
 
 

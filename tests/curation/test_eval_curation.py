@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from curation.evaluation import embeddings_for, file_digest, pairs_load, simulate_annotators
+from curation.evaluation import (
+    EvalOptions,
+    embeddings_for,
+    evaluate,
+    file_digest,
+    pairs_load,
+    simulate_annotators,
+)
 
 TOPICS = ["cooking pasta", "fixing a bike", "learning python", "growing tomatoes", "saving money"]
 LAST_LINE = re.compile(
@@ -148,3 +155,27 @@ def test_simulated_annotators_mix_reliable_careless_and_adversarial():
     assert all(len(w) == 3 for w in per_item.values())
     wrong = [chose != truth[item] for item, w, chose in judgements if w.startswith("adversarial")]
     assert np.mean(wrong) > 0.6
+
+
+def test_evaluate_reports_progress_up_to_the_total():
+    rng = np.random.default_rng(0)
+    n, d = 40, 8
+    w = rng.normal(size=d)
+    prompt, a, b = (rng.normal(size=(n, d)).astype(np.float32) for _ in range(3))
+    lengths = rng.integers(50, 500, size=(2, n)).astype(np.float32)
+    opts = EvalOptions(flip_rates=(0.2, 0.4), seeds=2, folds=3, members=2, epochs=2)
+    opts.peer_steps, opts.annotators = 1, 3
+    calls = []
+    raw = evaluate(
+        prompt, a, b, (a - b) @ w > 0, lengths[0], lengths[1], opts,
+        progress=lambda done, total: calls.append((done, total)),
+    )  # fmt: skip
+    assert len(raw["rm"][0.4]["noisy labels"]) == 2
+    assert calls
+    done = [c[0] for c in calls]
+    assert done == sorted(done)
+    assert {c[1] for c in calls} == {calls[-1][1]}
+    assert done[-1] == calls[-1][1]
+    # Counted in models: per seed the oracle, per rate 10 detector models and 5 reward models,
+    # and 3 out-of-fold models for the annotators.
+    assert calls[-1][1] == 2 * (1 + 2 * (10 + 5) + 3)

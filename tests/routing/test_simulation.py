@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import orjson
 import pytest
 from django.core.management import CommandError, call_command
 
 import curation.evaluation
+from curation.routing.simulation import SimConfig, SimData, simulate
 
 TOPICS = ["bread", "tea", "bikes", "taxes", "python", "gardens", "chess", "jazz", "rain", "maps"]
 KEYS = ("acc_hyper_30", "acc_uncertainty_30", "acc_random_30", "acc_all_ai", "acc_all_human")
@@ -81,3 +83,21 @@ def test_simulate_routing_with_a_remote_llm_judge(trl_file, capsys):
     all_ai = next(line for line in out if line.startswith("| all_ai |"))
     assert "| 1.000 |" in all_ai  # the AI-label accuracy column
     assert out[-1].startswith("acc_hyper_30=")
+
+
+def test_simulate_reports_progress_after_every_run():
+    rng = np.random.default_rng(0)
+    n, d = 60, 8
+    w = rng.normal(size=d)
+    prompt, a, b = (rng.normal(size=(n, d)).astype(np.float32) for _ in range(3))
+    lengths = rng.integers(50, 500, size=(2, n)).astype(np.float32)
+    data = SimData(prompt, a, b, (a - b) @ w > 0, lengths[0], lengths[1])
+    calls = []
+    results = simulate(
+        data,
+        SimConfig(budgets=(0.3, 0.5), seeds=2, human_noise=0.1, quick=True),
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    # Per seed: all_human, all_ai, and per budget human_only and the three policies.
+    assert len(results) == 2 * (2 + 2 * 4)
+    assert calls == [(i, len(results)) for i in range(1, len(results) + 1)]

@@ -1,4 +1,6 @@
-# make run: everything for a zero-setup local run (SQLite, a broker in a SQLite file).
+# make run: everything for a zero-setup local run (an embedded PostgreSQL from a pip wheel,
+# the Celery broker on it; scripts/run-local.sh).
+# make lint: ruff, import-linter's layering contracts, then ESLint (npm run lint).
 # make test: lint, then the whole suite on PostgreSQL + Redis with a real Celery worker.
 SHELL := /bin/bash
 PY ?= python3.11
@@ -20,28 +22,36 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-nodeps.tx
 
 venv: $(VENV)/.installed
 
-static/vendor/htmx.min.js: package.json package-lock.json scripts/build-static.mjs
+# node_modules from the lock file: the front-end libraries and ESLint.
+node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+static/vendor/htmx.min.js: node_modules/.package-lock.json scripts/build-static.mjs
 	npm run --silent build
 
 static: static/vendor/htmx.min.js
 
+# The script starts the database first, then migrates and loads the demo data.
 run: venv static
-	$(BIN)/python manage.py migrate --no-input -v 0
-	$(BIN)/python manage.py demo_setup
 	scripts/run-local.sh
 
-lint: venv
+lint: venv node_modules/.package-lock.json
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	npm run --silent lint
 
 # Debian's chromium for the browser tests (Playwright drives it; it never downloads one).
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 test: venv static chromium lint
-	DATABASE_URL=sqlite://:memory: $(BIN)/python manage.py makemigrations --check --dry-run -v 0
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/prefdata} \
+		$(BIN)/python manage.py makemigrations --check --dry-run -v 0
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# A server left running in .local/pgdata is stopped before its files go.
 clean:
+	if [ -d .local/pgdata ] && [ -x $(BIN)/python ]; then $(BIN)/python scripts/localdb.py stop .local/pgdata; fi
 	rm -rf .local staticfiles

@@ -22,7 +22,7 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "overlap", "routing_policy", "created_at"]
+    list_display = ["slug", "name", "overlap", "created_at"]
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
 
@@ -62,7 +62,7 @@ class AssignmentAdmin(admin.ModelAdmin):
 
 @admin.register(ImportJob)
 class ImportJobAdmin(admin.ModelAdmin):
-    list_display = ["id", "project", "original_name", "status", "rows_done", "rows_total"]
+    list_display = ["id", "project", "original_name", "status", "progress_done", "progress_total"]
     list_filter = ["status"]
 
 

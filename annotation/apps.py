@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class AnnotationConfig(AppConfig):
     name = "annotation"
     verbose_name = "Annotation"
+
+    def ready(self) -> None:
+        # core's project_view decorator resolves projects with this app's access rule.
+        from annotation.selectors import project_get_for
+        from core.views import project_getter_set
+
+        project_getter_set(project_get_for)

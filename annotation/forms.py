@@ -76,23 +76,6 @@ class ProjectSettingsForm(forms.Form):
     gold_ratio = forms.FloatField(
         min_value=0, max_value=1, help_text="Share of gold comparisons served, from 0 to 1."
     )
-    human_budget = forms.IntegerField(
-        min_value=0,
-        required=False,
-        help_text="Human judgements allowed; empty means no limit.",
-    )
-    auto_train_every = forms.IntegerField(
-        min_value=1,
-        required=False,
-        label="Train automatically every",
-        help_text="New labels between automatic reward-model runs; empty: train by hand only.",
-    )
-    ensemble_members = forms.IntegerField(
-        min_value=1,
-        max_value=32,
-        label="Ensemble size M",
-        help_text="Reward-model heads per run; their spread measures uncertainty.",
-    )
 
     def __init__(self, *args, preview_url: str, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -13,16 +13,12 @@ from django.db import models
 from django.db.models import Q
 
 from annotation.schema import label_schema_default, label_schema_validate
+from core.locks import Lock
+from core.models import Run
+from core.roles import Role
 
 
 class Project(models.Model):
-    class RoutingPolicy(models.TextChoices):
-        ALL_HUMAN = "all_human", "All human"
-        ALL_AI = "all_ai", "All AI"
-        RANDOM = "random", "Random within budget"
-        UNCERTAINTY = "uncertainty", "Uncertainty"
-        GAIN = "gain", "Predicted human gain (HyPER)"
-
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
     instructions = models.TextField(blank=True, help_text="Markdown; rendered sanitised.")
@@ -34,27 +30,6 @@ class Project(models.Model):
     label_schema_version = models.PositiveIntegerField(default=1)
     overlap = models.PositiveSmallIntegerField(default=1, help_text="Humans per comparison.")
     gold_ratio = models.FloatField(default=0.0)
-    routing_policy = models.CharField(
-        max_length=20, choices=RoutingPolicy.choices, default=RoutingPolicy.ALL_HUMAN
-    )
-    human_budget = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Human judgements allowed; empty means no limit."
-    )
-    human_budget_fraction = models.FloatField(
-        null=True,
-        blank=True,
-        help_text="Share of the project's comparisons that may go to humans (0-1); "
-        "empty means no limit. With human_budget too, the smaller one holds.",
-    )
-    # Scoring (the scoring app reads these; annotation itself never trains anything).
-    auto_train_every = models.PositiveIntegerField(
-        null=True,
-        blank=True,
-        help_text="Train a new reward model after this many new labels; empty: only by hand.",
-    )
-    ensemble_members = models.PositiveSmallIntegerField(
-        default=5, help_text="Reward-model heads per ensemble (M)."
-    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -64,19 +39,6 @@ class Project(models.Model):
             models.CheckConstraint(
                 condition=Q(gold_ratio__gte=0) & Q(gold_ratio__lte=1),
                 name="project_gold_ratio_0_1",
-            ),
-            models.CheckConstraint(
-                condition=Q(human_budget_fraction__isnull=True)
-                | (Q(human_budget_fraction__gte=0) & Q(human_budget_fraction__lte=1)),
-                name="project_budget_fraction_0_1",
-            ),
-            models.CheckConstraint(
-                condition=Q(ensemble_members__gte=1) & Q(ensemble_members__lte=32),
-                name="project_ensemble_members_1_32",
-            ),
-            models.CheckConstraint(
-                condition=Q(auto_train_every__isnull=True) | Q(auto_train_every__gte=1),
-                name="project_auto_train_every_min_1",
             ),
         ]
 
@@ -103,10 +65,7 @@ class LabelSchemaVersion(models.Model):
 
 
 class Membership(models.Model):
-    class Role(models.TextChoices):
-        ADMIN = "admin", "Admin"
-        REVIEWER = "reviewer", "Reviewer"
-        ANNOTATOR = "annotator", "Annotator"
+    Role = Role
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(
@@ -516,12 +475,14 @@ class LabelResolution(models.Model):
         return f"#{self.comparison_id}: {self.previous_label} -> {self.label}"
 
 
-class ImportJob(models.Model):
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
+class ImportJob(Run):
+    """One import of a file (web upload or `import_pairs`), with the progress its page polls."""
+
+    TASK = "annotation.tasks.import_job_execute_task"
+    LOCK = Lock.IMPORT_JOB
+    UNIT = "rows"
+    # Checking the rows is the first half of the bar, writing them the second.
+    PHASES = ("validating", "writing")
 
     class Format(models.TextChoices):
         AUTO = "auto", "Detect"
@@ -530,40 +491,27 @@ class ImportJob(models.Model):
         RANKED = "ranked", "Prompt + N responses (ranked or unlabelled)"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
-    )
-    file = models.FileField(upload_to="imports/%Y/%m/")
+    # An uploaded file (the import page), or the path of a file on the machine (the
+    # import_pairs command), never both.
+    file = models.FileField(upload_to="imports/%Y/%m/", blank=True)
+    source_path = models.CharField(max_length=1000, blank=True)
     original_name = models.CharField(max_length=255)
     format = models.CharField(max_length=8, choices=Format.choices, default=Format.AUTO)
+    # pairs, max_pairs (ranked shape) and source (the label source name).
     options = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    phase = models.CharField(max_length=20, blank=True)
-    rows_total = models.PositiveIntegerField(null=True, blank=True)
-    rows_done = models.PositiveIntegerField(default=0)
     summary = models.JSONField(default=dict, blank=True)
+    # Every error found (file line and field), at most the first 100 and a count.
     errors = models.JSONField(default=list, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["project", "-created_at"], name="importjob_recent_idx")]
+        constraints = [
+            *Run.run_constraints("importjob"),
+            models.CheckConstraint(
+                condition=(~Q(file="") & Q(source_path="")) | (Q(file="") & ~Q(source_path="")),
+                name="importjob_one_source",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"import #{self.pk} of {self.original_name}"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
-
-    @property
-    def percent(self) -> int:
-        if self.status == self.Status.SUCCEEDED:
-            return 100
-        if not self.rows_total:
-            return 0
-        # Checking the rows is the first half of the bar, writing them the second, so that
-        # the bar only ever moves forward.
-        share = min(1.0, self.rows_done / self.rows_total)
-        return int(50 * share) + (50 if self.phase == "writing" else 0)

@@ -8,6 +8,11 @@ urlpatterns = [
     path("projects/<slug:slug>/", data.project_detail, name="project"),
     path("projects/<slug:slug>/import/", data.import_upload, name="import"),
     path("projects/<slug:slug>/imports/<int:job_id>/", data.import_job_detail, name="import_job"),
+    path(
+        "projects/<slug:slug>/imports/<int:job_id>/cancel/",
+        data.import_job_cancel_view,
+        name="import_job_cancel",
+    ),
     path("projects/<slug:slug>/export.<str:ext>", data.export_download, name="export"),
     path("projects/<slug:slug>/members/", people.members, name="members"),
     path("projects/<slug:slug>/members/add/", people.member_add, name="member_add"),

@@ -212,7 +212,7 @@ def main() -> None:
 
     from annotation.services.importing import pairs_import
     from annotation.services.projects import project_create
-    from scoring.services import embeddings_compute_project, encoder_current
+    from scoring.services.embeddings import embeddings_compute_project, encoder_current
     from scoring.train import TrainConfig
 
     torch.set_num_threads(2)

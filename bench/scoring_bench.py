@@ -173,7 +173,7 @@ def part_embed(n_texts: int, rounds: int) -> float:
     from annotation.services.projects import project_create
     from scoring.models import Embedding
     from scoring.selectors import embeddings_missing
-    from scoring.services import embeddings_compute_project, encoder_current
+    from scoring.services.embeddings import embeddings_compute_project, encoder_current
 
     texts = bench_texts(n_texts)
     encoder = encoder_current()
@@ -340,7 +340,8 @@ def part_score(n_pairs: int, result, breakdown: bool = False) -> float:
     from annotation.models import Candidate, Comparison, Prompt
     from annotation.services.projects import project_create
     from scoring.models import ModelVersion, Score
-    from scoring.services import _vectors_write, encoder_current, scores_compute
+    from scoring.services.embeddings import _vectors_write, encoder_current
+    from scoring.services.scores import scores_compute
     from scoring.train import TrainConfig, ensemble_save
 
     encoder = encoder_current()
@@ -375,7 +376,6 @@ def part_score(n_pairs: int, result, breakdown: bool = False) -> float:
     version = ModelVersion.objects.create(
         project=project,
         kind=ModelVersion.Kind.HEADS,
-        status=ModelVersion.Status.SUCCEEDED,
         config=TrainConfig().to_dict(),
     )
     version.artifact.save(f"bench-{version.pk}.pt", ContentFile(buffer.getvalue()))
@@ -407,7 +407,7 @@ def score_breakdown(version, encoder) -> None:
 
     import torch
 
-    from scoring import services
+    from scoring.services import scores as services
     from scoring.train import ensemble_load, fast_dtype
 
     with version.artifact.open("rb") as fh:

@@ -8,6 +8,8 @@ from django.db import models
 from django.db.models import Q
 
 from annotation.models import Comparison, Project
+from core.locks import Lock
+from core.models import Run
 from scoring.models import ModelVersion
 
 
@@ -28,54 +30,29 @@ class Action(models.TextChoices):
     UNDO = "undo", "Undo"
 
 
-class CurationRun(models.Model):
+class CurationRun(Run):
     """One "Find noisy pairs" pass over a project's labelled pairs."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
+    TASK = "curation.tasks.curation_run_execute_task"
+    LOCK = Lock.CURATION_RUN
+    UNIT = "steps"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="curation_runs")
     model_version = models.ForeignKey(
         ModelVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
     # Detector options (folds, members, epochs, ...); empty: the defaults.
     options = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    phase = models.CharField(max_length=40, blank=True)
-    progress_done = models.PositiveIntegerField(default=0)
-    progress_total = models.PositiveIntegerField(default=0)
     pairs = models.PositiveIntegerField(default=0, help_text="Labelled pairs examined.")
     # {detector: {"flagged": n, "mean_score": x}, "policy": {"applied": n, ...}}
     summary = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["project", "-created_at"], name="curationrun_recent_idx")]
+        constraints = Run.run_constraints("curationrun")
 
     def __str__(self) -> str:
         return f"curation run #{self.pk} of {self.project} ({self.status})"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED, self.Status.CANCELLED)
-
-    @property
-    def percent(self) -> int:
-        if self.status == self.Status.SUCCEEDED:
-            return 100
-        if not self.progress_total:
-            return 0
-        return min(99, int(100 * self.progress_done / self.progress_total))
 
 
 class CurationAction(models.Model):

@@ -148,7 +148,7 @@ def annotator_reliability_report(*, project: Project) -> ReliabilityReport:
     """Per annotator: the stored Dawid-Skene and MACE estimates (made on a worker by
     annotator_reliability_refresh), the weight in use, and agreement and gold accuracy
     (computed now: they are quick)."""
-    from curation.services import MIN_OVERLAP_COMPARISONS
+    from curation.services.reliability import MIN_OVERLAP_COMPARISONS
 
     stored = {r.user_id: r for r in AnnotatorReliability.objects.filter(project=project)}
     agreement = project_agreement(project=project)

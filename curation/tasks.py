@@ -4,13 +4,14 @@ from celery import shared_task
 
 from annotation.models import Project
 from curation.models import CurationRun
-from curation.services import annotator_reliability_refresh, curation_run_execute
+from curation.services.reliability import annotator_reliability_refresh
+from curation.services.runs import curation_run_execute
 
 
 @shared_task(acks_late=True)
 def curation_run_execute_task(run_id: int) -> str | None:
-    """Run the detectors of a queued run; the service marks it failed (with the reason)
-    on error, and leaves a finished or held run alone (a re-delivered task is harmless)."""
+    """Run the detectors of a queued run; the lifecycle (core.runs) records failure, cancel
+    and crash loops, and leaves a finished or held run alone (a re-delivered task is harmless)."""
     run = CurationRun.objects.filter(pk=run_id).first()
     if run is None:  # deleted since it was queued
         return None

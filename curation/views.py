@@ -7,17 +7,16 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
-from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
+from django_htmx.http import HttpResponseClientRedirect
 
-from annotation.exceptions import ApplicationError
-from annotation.models import Membership
-from annotation.selectors import project_get_for
+from core.exceptions import ApplicationError
+from core.roles import ADMIN, REVIEWERS, Role
+from core.views import project_view, run_cancel_message, run_progress_response
 from curation.forms import CurationActionForm, CurationPolicyForm, FlagFilterForm
 from curation.models import Action, CurationPolicy
 from curation.selectors import (
@@ -29,23 +28,19 @@ from curation.selectors import (
     curation_run_list,
     flagged_comparison_list,
 )
-from curation.services import (
+from curation.services.actions import curation_action_apply, curation_action_undo
+from curation.services.policy import curation_policy_set
+from curation.services.reliability import (
     MIN_OVERLAP_COMPARISONS,
     annotator_reliability_refresh_start,
-    curation_action_apply,
-    curation_action_undo,
-    curation_policy_set,
-    curation_run_cancel,
-    curation_run_start,
 )
+from curation.services.runs import curation_run_cancel, curation_run_start
 
-ADMIN = (Membership.Role.ADMIN,)
-REVIEWERS = (Membership.Role.ADMIN, Membership.Role.REVIEWER)
 PAGE_SIZE = 25
 
 
 def _is_admin(request: HttpRequest, project) -> bool:
-    return request.user.is_superuser or project.member_role == Membership.Role.ADMIN
+    return request.user.is_superuser or project.member_role == Role.ADMIN
 
 
 def _page(
@@ -93,16 +88,14 @@ def _back(request: HttpRequest, project) -> HttpResponse:
     return redirect(url)
 
 
-@login_required
-def curation(request: HttpRequest, slug: str) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug, roles=REVIEWERS)
+@project_view(roles=REVIEWERS)
+def curation(request: HttpRequest, project) -> HttpResponse:
     return _page(request, project)
 
 
-@login_required
+@project_view(roles=ADMIN)
 @require_POST
-def run_start(request: HttpRequest, slug: str) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug, roles=ADMIN)
+def run_start(request: HttpRequest, project) -> HttpResponse:
     try:
         run = curation_run_start(project=project, user=request.user)
     except ApplicationError as exc:
@@ -111,31 +104,25 @@ def run_start(request: HttpRequest, slug: str) -> HttpResponse:
     return _back(request, project)
 
 
-@login_required
-def run_detail(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
-    """The progress partial of one run (polled); 286 stops the polling once it is done."""
-    project = project_get_for(user=request.user, slug=slug, roles=REVIEWERS)
+@project_view(roles=REVIEWERS)
+def run_detail(request: HttpRequest, project, run_id: int) -> HttpResponse:
+    """The progress partial of one run, polled by the page."""
     run = curation_run_get(project=project, run_id=run_id)
     context = {"project": project, "r": run, "is_admin": _is_admin(request, project)}
-    response = render(request, "curation/curation.html#run", context)
-    if run.is_finished:
-        response.status_code = HttpResponseStopPolling.status_code
-    return response
+    return run_progress_response(request, "curation/curation.html#run", context, run=run)
 
 
-@login_required
+@project_view(roles=ADMIN)
 @require_POST
-def run_cancel(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug, roles=ADMIN)
+def run_cancel(request: HttpRequest, project, run_id: int) -> HttpResponse:
     run = curation_run_cancel(run=curation_run_get(project=project, run_id=run_id))
-    messages.info(request, f"Run #{run.pk} is {run.get_status_display().lower()}.")
+    messages.info(request, run_cancel_message(f"Run #{run.pk}", run))
     return _back(request, project)
 
 
-@login_required
+@project_view(roles=REVIEWERS)
 @require_POST
-def act(request: HttpRequest, slug: str) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug, roles=REVIEWERS)
+def act(request: HttpRequest, project) -> HttpResponse:
     form = CurationActionForm(request.POST)
     if not form.is_valid():
         error = " ".join(e for errors in form.errors.values() for e in errors)
@@ -154,10 +141,9 @@ def act(request: HttpRequest, slug: str) -> HttpResponse:
     return _back(request, project)
 
 
-@login_required
+@project_view(roles=REVIEWERS)
 @require_POST
-def undo(request: HttpRequest, slug: str, action_id: int) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug, roles=REVIEWERS)
+def undo(request: HttpRequest, project, action_id: int) -> HttpResponse:
     action = curation_action_get(project=project, action_id=action_id)
     try:
         curation_action_undo(action=action, actor=request.user)
@@ -169,10 +155,9 @@ def undo(request: HttpRequest, slug: str, action_id: int) -> HttpResponse:
     return _back(request, project)
 
 
-@login_required
+@project_view(roles=ADMIN)
 @require_POST
-def policy(request: HttpRequest, slug: str) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug, roles=ADMIN)
+def policy(request: HttpRequest, project) -> HttpResponse:
     current = CurationPolicy.objects.filter(project=project).first()
     form = CurationPolicyForm(request.POST, instance=current)
     if not form.is_valid():
@@ -187,9 +172,8 @@ def policy(request: HttpRequest, slug: str) -> HttpResponse:
     return _back(request, project)
 
 
-@login_required
-def annotators(request: HttpRequest, slug: str) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug, roles=REVIEWERS)
+@project_view(roles=REVIEWERS)
+def annotators(request: HttpRequest, project) -> HttpResponse:
     context = {
         "project": project,
         "is_admin": _is_admin(request, project),
@@ -199,10 +183,9 @@ def annotators(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "curation/annotators.html", context)
 
 
-@login_required
+@project_view(roles=ADMIN)
 @require_POST
-def reliability_refresh(request: HttpRequest, slug: str) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug, roles=ADMIN)
+def reliability_refresh(request: HttpRequest, project) -> HttpResponse:
     annotator_reliability_refresh_start(project=project)
     messages.info(
         request,

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from scoring.models import Embedding, ModelVersion, Score
+from scoring.models import Embedding, ModelVersion, Score, ScoringSettings, TrainingRun
 
 
 @admin.register(Embedding)
@@ -12,11 +12,23 @@ class EmbeddingAdmin(admin.ModelAdmin):
     show_full_result_count = False
 
 
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "kind", "status", "attempts", "created_at", "finished_at"]
+    list_filter = ["kind", "status"]
+    list_select_related = ["project"]
+
+
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["id", "project", "kind", "status", "is_active", "created_at", "finished_at"]
-    list_filter = ["kind", "status", "is_active"]
+    list_display = ["id", "project", "kind", "is_active", "created_at"]
+    list_filter = ["kind", "is_active"]
     list_select_related = ["project"]
+
+
+@admin.register(ScoringSettings)
+class ScoringSettingsAdmin(admin.ModelAdmin):
+    list_display = ["project", "auto_train_every", "ensemble_members"]
 
 
 @admin.register(Score)

@@ -1,12 +1,11 @@
 from django.apps import AppConfig
-from django.db import transaction
 
 
 def embeddings_enqueue_on_import(sender, *, project_id: int, **kwargs) -> None:
     """Receiver of annotation's `pairs_imported`: embed what the import added."""
     from scoring.tasks import embeddings_compute_task
 
-    transaction.on_commit(lambda: embeddings_compute_task.delay(project_id))
+    embeddings_compute_task.delay_on_commit(project_id)
 
 
 def auto_train_on_labels(sender, *, project_ids: set[int], **kwargs) -> None:
@@ -16,15 +15,15 @@ def auto_train_on_labels(sender, *, project_ids: set[int], **kwargs) -> None:
     from django.conf import settings
     from django.core.cache import cache
 
-    from annotation.models import Project
-    from scoring.tasks import model_version_auto_train_task
+    from scoring.models import ScoringSettings
+    from scoring.tasks import training_auto_start_task
 
     wait = settings.SCORING_AUTO_TRAIN_DEBOUNCE_S
-    for project_id in Project.objects.filter(
-        pk__in=project_ids, auto_train_every__isnull=False
-    ).values_list("pk", flat=True):
+    for project_id in ScoringSettings.objects.filter(
+        project_id__in=project_ids, auto_train_every__isnull=False
+    ).values_list("project_id", flat=True):
         if not wait or cache.add(f"scoring:auto-train:{project_id}", 1, timeout=wait):
-            model_version_auto_train_task.apply_async((project_id,), countdown=wait)
+            training_auto_start_task.apply_async((project_id,), countdown=wait)
 
 
 class ScoringConfig(AppConfig):

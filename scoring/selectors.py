@@ -9,10 +9,10 @@ from django.db import connection
 from django.db.models import Exists, OuterRef
 from django.http import Http404
 
-from annotation.exceptions import ApplicationError
-from annotation.models import Candidate, Project, Prompt
+from annotation.models import Candidate, Choice, Comparison, Project, Prompt
+from core.exceptions import ApplicationError
 from scoring.encoders import Encoder
-from scoring.models import Embedding, ModelVersion
+from scoring.models import Embedding, ModelVersion, ScoringSettings, TrainingRun
 
 LOAD_BATCH = 50_000
 
@@ -81,20 +81,13 @@ def _vectors_fetch(
     hashes: list[str], encoder_version: str
 ) -> list[tuple[str, list[str], list[bytes]]]:
     """[(dtype, hashes, vector bytes)] per stored dtype, in one query."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT dtype, content_hash, vector FROM {Embedding._meta.db_table} "
-                "WHERE encoder = %s AND content_hash = ANY(%s::text[])",
-                [encoder_version, hashes],
-            )
-            rows = cursor.fetchall()
-    else:
-        rows = list(
-            Embedding.objects.filter(encoder=encoder_version, content_hash__in=hashes).values_list(
-                "dtype", "content_hash", "vector"
-            )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT dtype, content_hash, vector FROM {Embedding._meta.db_table} "
+            "WHERE encoder = %s AND content_hash = ANY(%s::text[])",
+            [encoder_version, hashes],
         )
+        rows = cursor.fetchall()
     groups: dict[str, tuple[list[str], list[bytes]]] = {}
     for dtype, content_hash, vector in rows:
         hs, vs = groups.setdefault(dtype, ([], []))
@@ -119,22 +112,52 @@ MODEL_VERSION_METRICS = (
 )
 
 
-def model_version_list(*, project: Project) -> list[ModelVersion]:
-    """The project's model versions, newest first, each with `metric_rows`: (label, value or
-    None) in MODEL_VERSION_METRICS order."""
-    versions = list(
-        ModelVersion.objects.filter(project=project).order_by("-created_at", "-id").defer("config")
+def training_comparisons(*, project: Project):
+    """The comparisons reward models train on and curation judges: labelled A or B, text on
+    both sides, not dropped by curation."""
+    return Comparison.objects.filter(
+        project=project,
+        label__in=[Choice.A, Choice.B],
+        excluded=False,
+        candidate_a__kind=Candidate.Kind.TEXT,
+        candidate_b__kind=Candidate.Kind.TEXT,
     )
-    for version in versions:
-        version.metric_rows = [
-            (label, (version.metrics or {}).get(key)) for key, label in MODEL_VERSION_METRICS
+
+
+def training_run_list(*, project: Project, limit: int = 50) -> list[TrainingRun]:
+    """The project's training runs, newest first, each with its model version (if it made
+    one) and `metric_rows`: (label, value or None) in MODEL_VERSION_METRICS order."""
+    runs = list(
+        TrainingRun.objects.filter(project=project)
+        .select_related("model_version")
+        .order_by("-created_at", "-id")
+        .defer("config")[:limit]
+    )
+    for run in runs:
+        metrics = run.model_version.metrics if run.model_version else {}
+        run.metric_rows = [
+            (label, (metrics or {}).get(key)) for key, label in MODEL_VERSION_METRICS
         ]
-    return versions
+    return runs
 
 
-def model_version_get(*, project: Project, version_id: int) -> ModelVersion:
-    """The project's version `version_id`; Http404 for another project's or a missing one."""
-    version = ModelVersion.objects.filter(project=project, pk=version_id).first()
-    if version is None:
-        raise Http404("No such model version.")
-    return version
+def training_run_get(*, project: Project, run_id: int) -> TrainingRun:
+    """The project's training run `run_id`; Http404 for another project's or a missing one."""
+    run = (
+        TrainingRun.objects.filter(project=project, pk=run_id)
+        .select_related("model_version")
+        .first()
+    )
+    if run is None:
+        raise Http404("No such training run.")
+    return run
+
+
+def model_version_active(*, project: Project) -> ModelVersion | None:
+    return ModelVersion.objects.filter(project=project, is_active=True).first()
+
+
+def scoring_settings_get(*, project: Project) -> ScoringSettings:
+    """The project's scoring settings; the defaults (unsaved) when it has never set any."""
+    found = ScoringSettings.objects.filter(project=project).first()
+    return found or ScoringSettings(project=project)

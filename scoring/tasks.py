@@ -3,13 +3,10 @@ from __future__ import annotations
 from celery import shared_task
 
 from annotation.models import Project
-from scoring.models import ModelVersion
-from scoring.services import (
-    embeddings_compute_project,
-    model_version_auto_train,
-    model_version_train,
-    scores_compute,
-)
+from scoring.models import ModelVersion, TrainingRun
+from scoring.services.embeddings import embeddings_compute_project
+from scoring.services.scores import scores_compute
+from scoring.services.training import training_auto_start, training_run_execute
 
 
 # Routed to the "gpu" queue when SCORING_DEVICE=cuda (CELERY_TASK_ROUTES in settings).
@@ -22,29 +19,27 @@ def embeddings_compute_task(project_id: int) -> int:
 
 
 @shared_task(acks_late=True)
-def model_version_train_task(version_id: int) -> str | None:
-    """Train a queued run; the service marks it failed (with the reason) on error."""
-    version = ModelVersion.objects.filter(pk=version_id).first()
-    if version is None:  # deleted since it was queued
+def training_run_execute_task(run_id: int) -> str | None:
+    """Train a queued run; the lifecycle (core.runs) records failure, cancel and crash loops."""
+    run = TrainingRun.objects.filter(pk=run_id).first()
+    if run is None:  # deleted since it was queued
         return None
-    return model_version_train(version=version).status
+    return training_run_execute(run=run).status
 
 
 @shared_task(acks_late=True)
 def scores_compute_task(version_id: int) -> int:
-    version = ModelVersion.objects.filter(
-        pk=version_id, status=ModelVersion.Status.SUCCEEDED
-    ).first()
-    if version is None:  # deleted, or not (yet) trained
+    version = ModelVersion.objects.filter(pk=version_id).first()
+    if version is None:  # deleted since
         return 0
     return scores_compute(version=version)
 
 
 @shared_task(acks_late=True)
-def model_version_auto_train_task(project_id: int) -> int | None:
-    """Start a run if the project has enough new labels (see model_version_auto_train)."""
+def training_auto_start_task(project_id: int) -> int | None:
+    """Start a run if the project has enough new labels (see training_auto_start)."""
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
         return None
-    version = model_version_auto_train(project=project)
-    return version.pk if version else None
+    run = training_auto_start(project=project)
+    return run.pk if run else None

@@ -29,10 +29,6 @@ ArrayLike = np.ndarray | torch.Tensor
 ProgressFn = Callable[[int, int, float], None]
 
 
-class Cancelled(Exception):  # noqa: N818 (the name reads as what happened)
-    """Training stopped because ``should_stop()`` returned True."""
-
-
 class ConfigFields:
     """Dict round trip and help texts for a training-options dataclass (heads, transformer)."""
 
@@ -107,9 +103,7 @@ class TrainConfig(ConfigFields):
     )
     progress_every: int = field(
         default=20,
-        metadata={
-            "help": "Call progress() and should_stop() every this many steps (and at the end)."
-        },
+        metadata={"help": "Call progress() every this many steps (and at the end of each epoch)."},
     )
 
     def __post_init__(self) -> None:
@@ -226,13 +220,12 @@ def train_ensemble(
     train: PairArrays,
     eval: PairArrays | None = None,  # noqa: A002 (the name the callers use)
     progress: ProgressFn | None = None,
-    should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Fit M reward heads at once with the Bradley-Terry loss; metrics on ``eval`` if given.
 
-    ``progress(done_steps, total_steps, loss)`` and ``should_stop()`` are called every
-    ``config.progress_every`` steps and at the end of every epoch (not every step: a caller's
-    check may be a database query). ``should_stop()`` returning True raises ``Cancelled``.
+    ``progress(done_steps, total_steps, loss)`` is called every ``config.progress_every``
+    steps and at the end of every epoch (not every step: the caller may write it to a
+    database). To stop training, let it raise: the exception ends the run and propagates.
     """
     n = len(train)
     if n == 0:
@@ -278,8 +271,6 @@ def train_ensemble(
         def report(loss: float) -> None:
             if progress is not None:
                 progress(step, total, loss)
-            if should_stop is not None and should_stop():
-                raise Cancelled(f"stopped after {step} of {total} steps")
 
         amp = precision_dtype(config.precision, device)
         autocast = torch.autocast(device.type, dtype=amp, enabled=amp != torch.float32)

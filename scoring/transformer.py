@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the usual name)
 
 from scoring.metrics import pairwise_metrics
-from scoring.train import Cancelled, ConfigFields
+from scoring.train import ConfigFields
 
 ARTIFACT_FORMAT = "scoring.transformer_reward/1"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -260,12 +260,11 @@ def transformer_train(
     train: TextPairs,
     eval: TextPairs | None = None,  # noqa: A002 (the name the heads trainer uses)
     progress: ProgressFn | None = None,
-    should_stop: Callable[[], bool] | None = None,
 ) -> RewardTransformer:
     """Fine-tune the backbone on `train`; held-out metrics on `eval` in ``.metrics``.
 
-    ``progress(step, total, loss)`` and ``should_stop()`` run every ``progress_every`` steps
-    and at the end; ``should_stop()`` returning True raises ``Cancelled``.
+    ``progress(step, total, loss)`` runs every ``progress_every`` steps and at the end; to
+    stop training, let it raise (the exception propagates).
     """
     from transformers import get_linear_schedule_with_warmup
 
@@ -297,8 +296,6 @@ def transformer_train(
         def report() -> None:
             if progress is not None:
                 progress(step, total, float(np.mean(history[-config.progress_every :])))
-            if should_stop is not None and should_stop():
-                raise Cancelled(f"stopped after {step} of {total} steps")
 
         rm.model.train()
         while step < total:

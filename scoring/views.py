@@ -1,41 +1,46 @@
-"""The project's models page: training runs, their progress and evaluation metrics."""
+"""The project's models page: training runs, their progress and evaluation metrics, and the
+project's training settings."""
 
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
-from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
+from django_htmx.http import HttpResponseClientRedirect
 
-from annotation.exceptions import ApplicationError
-from annotation.models import Membership
-from annotation.selectors import project_get_for
-from scoring.models import ModelVersion
-from scoring.selectors import model_version_get, model_version_list
-from scoring.services import model_version_cancel, model_version_train_start
+from core.exceptions import ApplicationError
+from core.roles import ADMIN, REVIEWERS, Role
+from core.views import project_view, run_cancel_message, run_progress_response
+from scoring.forms import ScoringSettingsForm
+from scoring.models import TrainingRun
+from scoring.selectors import scoring_settings_get, training_run_get, training_run_list
+from scoring.services.project_settings import scoring_settings_update
+from scoring.services.training import training_run_cancel, training_run_start
 from scoring.transformer import BACKBONES
-
-ADMIN = (Membership.Role.ADMIN,)
-REVIEWERS = (Membership.Role.ADMIN, Membership.Role.REVIEWER)
-_FINISHED = (
-    ModelVersion.Status.SUCCEEDED,
-    ModelVersion.Status.FAILED,
-    ModelVersion.Status.CANCELLED,
-)
 
 
 def _is_admin(request: HttpRequest, project) -> bool:
     # project_get_for annotates the caller's role.
-    return request.user.is_superuser or project.member_role == Membership.Role.ADMIN
+    return request.user.is_superuser or project.member_role == Role.ADMIN
 
 
-def _page(request: HttpRequest, project, *, error: str = "", status: int = 200) -> HttpResponse:
+def _page(
+    request: HttpRequest, project, *, error: str = "", form=None, status: int = 200
+) -> HttpResponse:
+    current = scoring_settings_get(project=project)
+    form = form or ScoringSettingsForm(
+        initial={
+            "auto_train_every": current.auto_train_every,
+            "ensemble_members": current.ensemble_members,
+        }
+    )
     context = {
         "project": project,
-        "versions": model_version_list(project=project),
+        "runs": training_run_list(project=project),
+        "scoring_settings": current,
+        "settings_form": form,
         "is_admin": _is_admin(request, project),
         "error": error,
         "backbones": BACKBONES,
@@ -49,46 +54,52 @@ def _to_page(request: HttpRequest, project) -> HttpResponse:
     return redirect("scoring:models", slug=project.slug)
 
 
-@login_required
-def models(request: HttpRequest, slug: str) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug, roles=REVIEWERS)
+@project_view(roles=REVIEWERS)
+def models(request: HttpRequest, project) -> HttpResponse:
     return _page(request, project)
 
 
-@login_required
-def model_version_detail(request: HttpRequest, slug: str, version_id: int) -> HttpResponse:
-    """The progress partial of one run (polled by the page); 286 stops polling once done."""
-    project = project_get_for(user=request.user, slug=slug, roles=REVIEWERS)
-    version = model_version_get(project=project, version_id=version_id)
-    context = {"project": project, "version": version, "is_admin": _is_admin(request, project)}
-    response = render(request, "scoring/models.html#run", context)
-    if version.status in _FINISHED:
-        response.status_code = HttpResponseStopPolling.status_code
-    return response
+@project_view(roles=REVIEWERS)
+def training_run_detail(request: HttpRequest, project, run_id: int) -> HttpResponse:
+    """The progress partial of one run, polled by the page."""
+    run = training_run_get(project=project, run_id=run_id)
+    context = {"project": project, "run": run, "is_admin": _is_admin(request, project)}
+    return run_progress_response(request, "scoring/models.html#run", context, run=run)
 
 
-@login_required
+@project_view(roles=ADMIN)
 @require_POST
-def model_train(request: HttpRequest, slug: str) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug, roles=ADMIN)
-    kind = request.POST.get("kind", ModelVersion.Kind.HEADS)
+def model_train(request: HttpRequest, project) -> HttpResponse:
+    kind = request.POST.get("kind", TrainingRun.Kind.HEADS)
     config = {}
-    if kind == ModelVersion.Kind.TRANSFORMER and request.POST.get("backbone"):
+    if kind == TrainingRun.Kind.TRANSFORMER and request.POST.get("backbone"):
         config["backbone"] = request.POST["backbone"]
     try:
-        version = model_version_train_start(project=project, kind=kind, config=config)
+        run = training_run_start(project=project, kind=kind, config=config, created_by=request.user)
     except ApplicationError as exc:
         return _page(request, project, error=exc.message, status=400)
-    messages.success(request, f"Training run #{version.id} queued.")
+    messages.success(request, f"Training run #{run.id} queued.")
     return _to_page(request, project)
 
 
-@login_required
+@project_view(roles=ADMIN)
 @require_POST
-def model_cancel(request: HttpRequest, slug: str, version_id: int) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug, roles=ADMIN)
-    version = model_version_cancel(
-        version=model_version_get(project=project, version_id=version_id)
-    )
-    messages.info(request, f"Run #{version.id} is {version.get_status_display().lower()}.")
+def training_run_cancel_view(request: HttpRequest, project, run_id: int) -> HttpResponse:
+    run = training_run_cancel(run=training_run_get(project=project, run_id=run_id))
+    messages.info(request, run_cancel_message(f"Run #{run.id}", run))
     return _to_page(request, project)
+
+
+@project_view(roles=ADMIN)
+@require_POST
+def scoring_settings(request: HttpRequest, project) -> HttpResponse:
+    form = ScoringSettingsForm(request.POST)
+    if form.is_valid():
+        try:
+            scoring_settings_update(project=project, **form.cleaned_data)
+        except ApplicationError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, "Training settings saved.")
+            return _to_page(request, project)
+    return _page(request, project, form=form, status=400)

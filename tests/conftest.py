@@ -115,32 +115,42 @@ def celery_worker(_celery_worker_process: str) -> Iterator[str]:
         time.sleep(0.5)
 
 
-def worker_start(
-    *, queues: str, log_path: Path, pool: str = "solo", name: str | None = None
-) -> tuple[subprocess.Popen, str]:
-    """Start a real `celery worker` process on the test database and broker consuming
-    `queues`; return it and its node name once it answers a ping (fails the test if not)."""
-    from config.celery_app import app
-
+def worker_env() -> dict[str, str]:
+    """The environment of a worker or beat process the tests start: the test settings,
+    database, broker and media folder."""
     db = settings.DATABASES["default"]
     database_url = (
         f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:"
         f"{db['PORT'] or 5432}/{db['NAME']}"
     )
-    name = name or f"test-{uuid.uuid4().hex[:8]}@localhost"
-    env = {
+    return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "DATABASE_URL": database_url,
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
     }
+
+
+def worker_start(
+    *,
+    queues: str,
+    log_path: Path,
+    pool: str = "solo",
+    name: str | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> tuple[subprocess.Popen, str]:
+    """Start a real `celery worker` process on the test database and broker consuming
+    `queues`; return it and its node name once it answers a ping (fails the test if not)."""
+    from config.celery_app import app
+
+    name = name or f"test-{uuid.uuid4().hex[:8]}@localhost"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues,
              "--pool", pool, "--concurrency", "1", "-n", name, "--without-gossip",
-             "--without-mingle", "--loglevel", "INFO"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+             "--without-mingle", "--loglevel", "INFO", *extra_args],
+            cwd=ROOT, env=worker_env(), stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     deadline = time.monotonic() + 60
     while not app.control.ping(destination=[name], timeout=0.5):

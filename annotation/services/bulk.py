@@ -1,4 +1,4 @@
-"""Fast inserts: COPY with ids taken from the sequence on PostgreSQL, bulk_create elsewhere.
+"""Fast inserts: COPY with ids taken from the table's sequence.
 
 The importer needs the ids of the rows it creates (foreign keys of the next table) without
 a query per row; taking a block of ids from the sequence and COPYing the rows with them is
@@ -38,14 +38,7 @@ def rows_insert(model: type[models.Model], columns: Sequence[str], rows: list[tu
     """Insert `rows` (values for `columns`, by attname) and return their new ids, in order."""
     if not rows:
         return []
-    defaults = _column_defaults(model, columns)
-    if connection.vendor == "postgresql":
-        return _copy_insert(model, columns, rows, defaults)
-    fields = [model._meta.get_field(c) for c in columns]
-    names = [f.attname for f in fields]
-    objs = [model(**dict(zip(names, row, strict=True))) for row in rows]
-    model.objects.bulk_create(objs, batch_size=2000)
-    return [obj.pk for obj in objs]
+    return _copy_insert(model, columns, rows, _column_defaults(model, columns))
 
 
 def _copy_insert(

@@ -65,10 +65,7 @@ def _row(values: Values, with_confidence: bool) -> dict[str, Any]:
 
 def _export_values(project: Project, *, with_source: bool = False) -> Iterator[Values]:
     conversational = export_is_conversational(project=project)
-    if connection.vendor == "postgresql":
-        rows = _pairs_postgres(project, conversational, with_source)
-    else:
-        rows = _pairs_orm(project, with_source)
+    rows = _pairs_read(project, conversational, with_source)
     if not conversational:
         # (id, prompt text, prompt messages, chosen text, ..., rejected messages): no messages.
         for rid, margin, p_text, _, c_text, _, r_text, _, confidence, source in rows:
@@ -88,8 +85,8 @@ def _export_values(project: Project, *, with_source: bool = False) -> Iterator[V
 
 
 def _messages(value: Any, loads) -> Any:
-    # PostgreSQL hands the jsonb as its text (parsed here by orjson); the ORM decoded it.
-    return loads(value) if isinstance(value, str) else value
+    # The query hands the jsonb over as its text, parsed here by orjson.
+    return loads(value) if value is not None else None
 
 
 def _source_sql(with_source: bool) -> str:
@@ -107,7 +104,7 @@ def _source_sql(with_source: bool) -> str:
     return f"CASE {' '.join(cases)} END"
 
 
-def _pairs_postgres(project: Project, conversational: bool, with_source: bool) -> Iterator[tuple]:
+def _pairs_read(project: Project, conversational: bool, with_source: bool) -> Iterator[tuple]:
     """(id, margin, prompt text, prompt messages, chosen text, chosen messages, rejected text,
     rejected messages, confidence, label source) in comparison id order. Messages are jsonb text, or NULL when the
     project has none.
@@ -153,46 +150,6 @@ def _pairs_postgres(project: Project, conversational: bool, with_source: bool) -
         cursor.execute(sql, params)
         while rows := cursor.fetchmany(CHUNK):
             yield from rows
-
-
-def _pairs_orm(project: Project, with_source: bool) -> Iterator[tuple]:
-    sources: dict[int, str] = {}
-    qs = (
-        Comparison.objects.filter(project=project, label__in=[Choice.A, Choice.B], excluded=False)
-        .order_by("id")
-        .values_list(
-            "id",
-            "external_id",
-            "label",
-            "label_margin",
-            "prompt__text",
-            "prompt__messages",
-            "candidate_a__text",
-            "candidate_a__messages",
-            "candidate_b__text",
-            "candidate_b__messages",
-            "label_confidence",
-        )
-    )
-    if with_source:  # the zero-setup (SQLite) run: small projects, one pass is fine
-        kinds: dict[int, set[str]] = {}
-        for cid, kind in Judgement.objects.filter(comparison__project=project).values_list(
-            "comparison_id", "source_kind"
-        ):
-            kinds.setdefault(cid, set()).add(kind)
-        for cid in LabelResolution.objects.filter(comparison__project=project).values_list(
-            "comparison_id", flat=True
-        ):
-            kinds.setdefault(cid, set()).add("review")
-        sources = {cid: next(s for s in SOURCE_ORDER if s in found) for cid, found in kinds.items()}
-    for row in qs.iterator(chunk_size=CHUNK):
-        pk, ext, label, margin, p_text, p_msgs, a_text, a_msgs, b_text, b_msgs, conf = row
-        rid = ext or str(pk)
-        source = sources.get(pk)
-        if label == Choice.A:
-            yield rid, margin, p_text, p_msgs, a_text, a_msgs, b_text, b_msgs, conf, source
-        else:
-            yield rid, margin, p_text, p_msgs, b_text, b_msgs, a_text, a_msgs, conf, source
 
 
 def export_jsonl_chunks(*, project: Project, with_confidence: bool = False) -> Iterator[bytes]:

@@ -11,18 +11,16 @@ from __future__ import annotations
 import gc
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 from django.conf import settings
-from django.db import connection, connections, transaction
-from django.utils import timezone
+from django.db import connection, transaction
 
 from annotation import formats
-from annotation.exceptions import ApplicationError
 from annotation.models import (
     Candidate,
     Choice,
@@ -35,13 +33,12 @@ from annotation.models import (
 )
 from annotation.services.bulk import rows_insert
 from annotation.services.labels import comparison_labels_refresh
-from annotation.services.locks import advisory_lock_try
 from annotation.signals import pairs_imported
+from core.exceptions import ApplicationError
+from core.runs import OnProgress, RunHandle, run_cancel, run_enqueue, run_execute
 
 MAX_REPORTED_ERRORS = 100
-IMPORT_JOB_LOCK = 0x1D0B  # advisory lock class for import jobs
 CHUNK = 20_000
-LOOKUP_BATCH = 5_000
 
 Progress = Callable[[str, int, int | None], None]
 
@@ -156,24 +153,11 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _postgres() -> bool:
-    return connection.vendor == "postgresql"
-
-
 def _select(sql: str, params: list) -> list[tuple]:
-    """PostgreSQL: one query with array parameters instead of batches of IN (...) lists."""
+    """One query with array parameters instead of batches of IN (...) lists."""
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
-
-
-def _lookup(queryset, field: str, values: Iterable, columns: tuple[str, ...]) -> list[tuple]:
-    values = list(values)
-    out: list[tuple] = []
-    for i in range(0, len(values), LOOKUP_BATCH):
-        batch = values[i : i + LOOKUP_BATCH]
-        out.extend(queryset.filter(**{f"{field}__in": batch}).values_list(*columns))
-    return out
 
 
 @dataclass
@@ -216,16 +200,11 @@ def _prompts_write(
     wanted = {r.prompt.hash: r for r in chunk if r.prompt.hash not in prompt_ids}
     if not wanted:
         return
-    if _postgres():
-        existing = _select(
-            f"SELECT content_hash, id FROM {Prompt._meta.db_table} "
-            "WHERE project_id = %s AND content_hash = ANY(%s::text[])",
-            [project.id, list(wanted)],
-        )
-    else:
-        existing = _lookup(
-            Prompt.objects.filter(project=project), "content_hash", wanted, ("content_hash", "id")
-        )
+    existing = _select(
+        f"SELECT content_hash, id FROM {Prompt._meta.db_table} "
+        "WHERE project_id = %s AND content_hash = ANY(%s::text[])",
+        [project.id, list(wanted)],
+    )
     prompt_ids.update(existing)
     new = [r.prompt for h, r in wanted.items() if h not in prompt_ids]
     ids = rows_insert(
@@ -250,23 +229,14 @@ def _candidates_write(chunk: list[formats.Record], written: _Written, result: Im
     # Only a prompt that was there before this import can have candidates it did not write.
     created = written.created_prompts
     maybe = [k for k in wanted if k[0] not in created]
-    if maybe and _postgres():
+    found = []
+    if maybe:
         found = _select(
             f"SELECT c.prompt_id, c.content_hash, c.id FROM {Candidate._meta.db_table} c "
             "JOIN unnest(%s::bigint[], %s::text[]) AS k(prompt_id, content_hash) "
             "ON c.prompt_id = k.prompt_id AND c.content_hash = k.content_hash",
             [[p for p, _ in maybe], [h for _, h in maybe]],
         )
-    else:
-        found = []
-        step = LOOKUP_BATCH // 2
-        for i in range(0, len(maybe), step):
-            batch = maybe[i : i + step]
-            found.extend(
-                Candidate.objects.filter(
-                    prompt_id__in={p for p, _ in batch}, content_hash__in={h for _, h in batch}
-                ).values_list("prompt_id", "content_hash", "id")
-            )
     for pid, h, cid in found:
         if (pid, h) in wanted:
             candidate_ids[(pid, h)] = cid
@@ -349,19 +319,13 @@ def _comparisons_write(
     created = written.created_candidates
     maybe = [k for k in pairs if k[0] not in created and k[1] not in created]
     existing: dict[tuple[int, int], int] = {}
-    if maybe and _postgres():
+    found = []
+    if maybe:
         found = _select(
             f"SELECT c.candidate_a_id, c.candidate_b_id, c.id FROM {Comparison._meta.db_table} c "
             "JOIN unnest(%s::bigint[], %s::bigint[]) AS k(a, b) "
             "ON c.candidate_a_id = k.a AND c.candidate_b_id = k.b WHERE c.project_id = %s",
             [[a for a, _ in maybe], [b for _, b in maybe], project.id],
-        )
-    else:
-        found = _lookup(
-            Comparison.objects.filter(project=project),
-            "candidate_a_id",
-            {a for a, _ in maybe},
-            ("candidate_a_id", "candidate_b_id", "id"),
         )
     for a, b, cid in found:
         if (a, b) in pairs:
@@ -412,23 +376,14 @@ def _judgements_write(
 ) -> None:
     labelled = {comparison_ids[k]: p for k, p in pairs.items() if p.choice}
     maybe = [cid for k, cid in existing.items() if pairs[k].choice]
-    if maybe and _postgres():
+    already_ids: set[int] = set()
+    if maybe:
         already_ids = {
             cid
             for (cid,) in _select(
                 f"SELECT comparison_id FROM {Judgement._meta.db_table} "
                 "WHERE source_name = %s AND user_id IS NULL AND comparison_id = ANY(%s::bigint[])",
                 [source_name, maybe],
-            )
-        }
-    else:
-        already_ids = {
-            cid
-            for (cid,) in _lookup(
-                Judgement.objects.filter(source_name=source_name, user__isnull=True),
-                "comparison_id",
-                maybe,
-                ("comparison_id",),
             )
         }
     sha256 = hashlib.sha256
@@ -473,8 +428,10 @@ def _rankings_write(project: Project, rankings: list[tuple[int, list[int]]]) -> 
         return {}
     prompt_ids = {pid for pid, _ in rankings}
     found = dict(
-        _lookup(
-            Ranking.objects.filter(project=project), "prompt_id", prompt_ids, ("prompt_id", "id")
+        _select(
+            f"SELECT prompt_id, id FROM {Ranking._meta.db_table} "
+            "WHERE project_id = %s AND prompt_id = ANY(%s::bigint[])",
+            [project.id, list(prompt_ids)],
         )
     )
     new = {pid: cids for pid, cids in rankings if pid not in found}
@@ -492,116 +449,99 @@ def _rankings_write(project: Project, rankings: list[tuple[int, list[int]]]) -> 
 
 
 def import_job_create(
-    *, project: Project, uploaded_file, fmt: str, options: dict, created_by
+    *,
+    project: Project,
+    uploaded_file=None,
+    path: Path | None = None,
+    fmt: str = ImportJob.Format.AUTO,
+    options: dict | None = None,
+    created_by=None,
 ) -> ImportJob:
+    """A queued import of an uploaded file (kept in storage) or of a file on this machine
+    (`path`, the command's case). Nothing is enqueued: import_job_start does that, or
+    import_job_execute runs it here."""
+    if (uploaded_file is None) == (path is None):
+        raise ApplicationError("Give a file to import.")
     if fmt not in ImportJob.Format.values:
         raise ApplicationError(f"Unknown format '{fmt}'.")
-    if uploaded_file.size > settings.IMPORT_MAX_FILE_BYTES:
+    size = uploaded_file.size if uploaded_file is not None else _file_size(path)
+    if size > settings.IMPORT_MAX_FILE_BYTES:
         raise ApplicationError(
-            f"The file is {uploaded_file.size:,} bytes, over the "
-            f"{settings.IMPORT_MAX_FILE_BYTES:,}-byte limit."
+            f"The file is {size:,} bytes, over the {settings.IMPORT_MAX_FILE_BYTES:,}-byte limit."
         )
+    name = Path(uploaded_file.name if uploaded_file is not None else path).name[:255]
     job = ImportJob(
         project=project,
         created_by=created_by,
-        original_name=Path(uploaded_file.name).name[:255],
+        original_name=name,
         format=fmt,
-        options=options,
+        options=dict(options or {}),
     )
-    job.file.save(job.original_name, uploaded_file, save=False)
-    job.save()
-    from annotation.tasks import import_job_run_task
-
-    transaction.on_commit(lambda: import_job_run_task.delay(job.id))
-    return job
-
-
-def import_job_run(*, job: ImportJob) -> ImportJob:
-    """Run a queued job. Idempotent: a finished job is left as it is, and a job that another
-    worker is running is left to it. A job marked running whose worker died (the task is
-    delivered again) runs again from the start: its import wrote nothing, being one
-    transaction that never committed."""
-    with advisory_lock_try(IMPORT_JOB_LOCK, job.pk) as locked:
-        claimed = locked and ImportJob.objects.filter(
-            pk=job.pk, status__in=[ImportJob.Status.QUEUED, ImportJob.Status.RUNNING]
-        ).update(status=ImportJob.Status.RUNNING, started_at=timezone.now(), phase="reading")
-        if claimed:
-            _import_job_execute(job)
-    job.refresh_from_db()
-    return job
-
-
-def _import_job_execute(job: ImportJob) -> None:
-    reporter = _ProgressReporter(job.pk)
-    try:
-        path = Path(job.file.path)
-        result = pairs_import(
-            project=job.project,
-            path=path,
-            source_name=f"import:{job.original_name}",
-            fmt=job.format,
-            options=formats.Options(
-                pairs=job.options.get("pairs", "all"),
-                max_pairs=int(job.options.get("max_pairs", 45)),
-                max_line_bytes=settings.IMPORT_MAX_LINE_BYTES,
-            ),
-            progress=reporter,
-        )
-    except ImportRejected as exc:
-        ImportJob.objects.filter(pk=job.pk).update(
-            status=ImportJob.Status.FAILED,
-            phase="",
-            errors=exc.errors or [exc.message],
-            summary={"message": exc.message},
-            finished_at=timezone.now(),
-        )
-    except Exception as exc:
-        ImportJob.objects.filter(pk=job.pk).update(
-            status=ImportJob.Status.FAILED,
-            phase="",
-            errors=[f"internal error: {type(exc).__name__}: {exc}"],
-            summary={"message": "the import failed; nothing was imported"},
-            finished_at=timezone.now(),
-        )
-        raise
+    if uploaded_file is not None:
+        job.file.save(job.original_name, uploaded_file, save=False)
     else:
-        ImportJob.objects.filter(pk=job.pk).update(
-            status=ImportJob.Status.SUCCEEDED,
-            phase="",
-            rows_total=result.rows,
-            rows_done=result.rows,
-            summary=result.as_dict(),
-            finished_at=timezone.now(),
-        )
-    finally:
-        reporter.close()
+        job.source_path = str(Path(path).resolve())
+    job.save()
+    return job
 
 
-class _ProgressReporter:
-    """Writes progress through its own connection, so that it is visible while the import's
-    transaction is still open. SQLite allows one writer at a time, so there progress is only
-    reported outside the transaction (while validating)."""
+def _file_size(path: Path) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError as exc:
+        raise ApplicationError(f"Cannot read {path}: {exc.strerror}.") from None
 
-    def __init__(self, job_id: int) -> None:
-        self.job_id = job_id
-        self.conn = None
-        if connections["default"].vendor == "postgresql":
-            self.conn = connections.create_connection("default")
-        self.last = 0.0
 
-    def __call__(self, phase: str, done: int, total: int | None) -> None:
-        now = time.monotonic()
-        if now - self.last < 0.25 and phase != "writing":
-            return
-        self.last = now
-        sql = f"UPDATE {ImportJob._meta.db_table} SET phase=%s, rows_done=%s, rows_total=%s WHERE id=%s"
-        if self.conn is not None:
-            with self.conn.cursor() as cursor:
-                cursor.execute(sql, [phase, done, total, self.job_id])
-        elif not connections["default"].in_atomic_block:
-            with connections["default"].cursor() as cursor:
-                cursor.execute(sql, [phase, done, total, self.job_id])
+def import_job_start(**kwargs) -> ImportJob:
+    """import_job_create, then enqueue the job once committed."""
+    job = import_job_create(**kwargs)
+    run_enqueue(job)
+    return job
 
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
+
+def import_job_cancel(*, job: ImportJob) -> ImportJob:
+    """Stop a queued or running import: nothing of it is written (its one transaction rolls
+    back at the next progress report)."""
+    return run_cancel(job)
+
+
+def import_job_execute(*, job: ImportJob, on_progress: OnProgress | None = None) -> ImportJob:
+    """Import the job's file (see core.runs.run_execute for the guarantees). A job whose
+    worker died runs again from the start: its import wrote nothing, being one transaction
+    that never committed. A refused file fails the job with every error it found."""
+    return run_execute(job, _import_body(job), on_progress=on_progress, on_failure=_import_failure)
+
+
+def _import_body(job: ImportJob):
+    def body(handle: RunHandle) -> None:
+        path = Path(job.file.path) if job.file else Path(job.source_path)
+        options = job.options or {}
+        handle.progress(0, 0, phase="reading")
+        # The job's success commits with the import's rows, or neither does.
+        with transaction.atomic():
+            result = pairs_import(
+                project=Project.objects.get(pk=job.project_id),
+                path=path,
+                source_name=options.get("source") or f"import:{job.original_name}",
+                fmt=job.format,
+                options=formats.Options(
+                    pairs=options.get("pairs", "all"),
+                    max_pairs=int(options.get("max_pairs", 45)),
+                    max_line_bytes=settings.IMPORT_MAX_LINE_BYTES,
+                ),
+                progress=lambda phase, done, total: handle.progress(done, total or 0, phase=phase),
+            )
+            handle.complete(
+                progress_total=result.rows, progress_done=result.rows, summary=result.as_dict()
+            )
+
+    return body
+
+
+def _import_failure(exc: BaseException) -> dict:
+    if isinstance(exc, ApplicationError):
+        return {"errors": exc.errors or [exc.message], "summary": {"message": exc.message}}
+    return {
+        "errors": [f"internal error: {type(exc).__name__}: {exc}"],
+        "summary": {"message": "the import failed; nothing was imported"},
+    }

@@ -10,8 +10,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
-from annotation.exceptions import ApplicationError
 from annotation.models import Membership, Project
+from core.exceptions import ApplicationError
 
 ADMIN = Membership.Role.ADMIN
 

@@ -7,7 +7,6 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count
 
-from annotation.exceptions import ApplicationError
 from annotation.models import (
     Choice,
     Comparison,
@@ -17,6 +16,7 @@ from annotation.models import (
     Project,
 )
 from annotation.schema import label_schema_choices
+from core.exceptions import ApplicationError
 
 # What project_update may change; the slug is part of every URL and stays.
 PROJECT_EDITABLE = frozenset(
@@ -26,9 +26,6 @@ PROJECT_EDITABLE = frozenset(
         "label_schema",
         "overlap",
         "gold_ratio",
-        "human_budget",
-        "auto_train_every",
-        "ensemble_members",
     }
 )
 # Judgements whose labels a schema change could reinterpret: imports carry the dataset's own

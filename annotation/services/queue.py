@@ -4,8 +4,9 @@ Each comparison routed to humans needs `project.overlap` human judgements. A slo
 by a submitted judgement or by a live lease (leased_until in the future); an expired lease
 frees its slot without any sweeper. The next item is chosen by priority, then a stable
 random key, with an index-driven query that locks the chosen comparison with
-`FOR UPDATE SKIP LOCKED` on PostgreSQL, so that concurrent annotators never take the same
-slot and never wait on each other.
+`FOR UPDATE SKIP LOCKED`, so that concurrent annotators never take the same slot and never
+wait on each other. What counts as a taken slot is one SQL fragment, `slots_taken_sql`,
+that every caller shares (this queue's and the ranking queue's).
 """
 
 from __future__ import annotations
@@ -16,36 +17,38 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
-from annotation.exceptions import ApplicationError
 from annotation.models import Assignment, Choice, Comparison, Judgement, Project
 from annotation.services.labels import comparison_labels_refresh
+from core.exceptions import ApplicationError
 
 LEASE = timedelta(minutes=10)
 SHOWN = ("left", "right", "tie", "both_bad")
 
 
-def _slot_free_sql(alias: str) -> str:
-    a = Assignment._meta.db_table
-    return f"""
-        (SELECT count(*) FROM {a} s WHERE s.comparison_id = {alias}.id
-           AND (s.state = 'submitted' OR (s.state = 'leased' AND s.leased_until > %(now)s)))
-        < %(overlap)s"""
+def slots_taken_sql(*, table: str, fk: str, item: str) -> str:
+    """SQL for the number of an item's slots that are taken: the rows of `table` (pairwise or
+    ranking assignments) whose `fk` is `item` (a column, or a parameter such as %(item)s)
+    that are submitted, or leased with the lease still running at %(now)s. The one rule
+    behind every caller: the queue's pick and its recount under the row lock, a late
+    submission, and the ranking queue's pick, recount, late submission and counter."""
+    return f"""(SELECT count(*) FROM {table} s WHERE s.{fk} = {item}
+           AND (s.state = 'submitted' OR (s.state = 'leased' AND s.leased_until > %(now)s)))"""
 
 
 def _pick_sql(*, gold: bool, passed: list[int]) -> str:
     c, a = Comparison._meta.db_table, Assignment._meta.db_table
-    lock = "FOR UPDATE OF c SKIP LOCKED" if connection.vendor == "postgresql" else ""
     if gold:
         # Gold items: any number of people may answer them; they never count as labels.
         where = "c.is_gold"
         order = "c.queue_key"
     else:
         # Pairs curation dropped are out of the export and training: no work for people.
+        taken = slots_taken_sql(table=a, fk="comparison_id", item="c.id")
         where = f"""c.status = 'pending' AND c.route IN ('human', 'both') AND NOT c.is_gold
-            AND NOT c.excluded AND {_slot_free_sql("c")}"""
+            AND NOT c.excluded AND {taken} < %(overlap)s"""
         order = "c.priority DESC, c.queue_key"
     if passed:  # ids (ints) already found full under the lock in this call
         where += f" AND c.id NOT IN ({', '.join(str(int(i)) for i in passed)})"
@@ -55,7 +58,7 @@ def _pick_sql(*, gold: bool, passed: list[int]) -> str:
           AND NOT EXISTS (SELECT 1 FROM {a} mine WHERE mine.comparison_id = c.id
                           AND mine.annotator_id = %(user)s)
         ORDER BY {order}
-        LIMIT 1 {lock}"""
+        LIMIT 1 FOR UPDATE OF c SKIP LOCKED"""
 
 
 def _pick(*, project: Project, annotator, gold: bool, now) -> int | None:
@@ -92,14 +95,15 @@ def _pick(*, project: Project, annotator, gold: bool, now) -> int | None:
 def _still_open(comparison_id: int, *, annotator, gold: bool, overlap: int, now) -> bool:
     """Under the row lock, with a fresh statement: may `annotator` take a slot here?"""
     a, c = Assignment._meta.db_table, Comparison._meta.db_table
+    taken_sql = slots_taken_sql(table=a, fk="comparison_id", item="c.id")
     with connection.cursor() as cursor:
         cursor.execute(
             f"""SELECT c.status, NOT c.is_gold,
-                       EXISTS (SELECT 1 FROM {a} WHERE comparison_id = c.id AND annotator_id = %s),
-                       (SELECT count(*) FROM {a} WHERE comparison_id = c.id
-                          AND (state = 'submitted' OR (state = 'leased' AND leased_until > %s)))
-                FROM {c} c WHERE c.id = %s""",
-            [annotator.id, now, comparison_id],
+                       EXISTS (SELECT 1 FROM {a} WHERE comparison_id = c.id
+                               AND annotator_id = %(user)s),
+                       {taken_sql}
+                FROM {c} c WHERE c.id = %(item)s""",
+            {"user": annotator.id, "now": now, "item": comparison_id},
         )
         status, counted, mine, taken = cursor.fetchone()
     if mine:
@@ -235,7 +239,10 @@ def judgement_submit(*, assignment: Assignment, annotator, answer: Answer) -> Ju
                 raise ApplicationError("This item already has all its labels; take the next one.")
             if (
                 assignment.leased_until <= timezone.now()
-                and _slots_taken(comparison) >= project.overlap
+                and slots_taken(
+                    table=Assignment._meta.db_table, fk="comparison_id", item_id=comparison.pk
+                )
+                >= project.overlap
             ):
                 raise ApplicationError("Your time on this item ran out and others took it.")
         answer_validate(project=project, answer=answer)
@@ -269,11 +276,12 @@ def judgement_submit(*, assignment: Assignment, annotator, answer: Answer) -> Ju
     return judgement
 
 
-def _slots_taken(comparison: Comparison) -> int:
-    live = Q(state=Assignment.State.LEASED, leased_until__gt=timezone.now())
-    return Assignment.objects.filter(
-        Q(state=Assignment.State.SUBMITTED) | live, comparison=comparison
-    ).count()
+def slots_taken(*, table: str, fk: str, item_id: int) -> int:
+    """How many of one item's slots are taken now (slots_taken_sql)."""
+    sql = slots_taken_sql(table=table, fk=fk, item="%(item)s")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {sql}", {"item": item_id, "now": timezone.now()})
+        return cursor.fetchone()[0]
 
 
 def assignment_skip(*, assignment: Assignment, annotator, reason: str = "") -> Assignment:

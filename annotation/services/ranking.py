@@ -26,7 +26,6 @@ from django.db.models import Count, F, Q
 from django.http import Http404
 from django.utils import timezone
 
-from annotation.exceptions import ApplicationError
 from annotation.models import (
     Assignment,
     Candidate,
@@ -39,7 +38,8 @@ from annotation.models import (
     RankingJudgement,
 )
 from annotation.services.labels import comparison_labels_refresh
-from annotation.services.queue import LEASE
+from annotation.services.queue import LEASE, slots_taken, slots_taken_sql
+from core.exceptions import ApplicationError
 
 LEASED, SUBMITTED, SKIPPED = (
     Assignment.State.LEASED,
@@ -57,30 +57,29 @@ def ranking_mode(project: Project) -> bool:
 
 def _pick_sql(passed: list[int]) -> str:
     r, a = Ranking._meta.db_table, RankingAssignment._meta.db_table
-    lock = "FOR UPDATE OF r SKIP LOCKED" if connection.vendor == "postgresql" else ""
     extra = f" AND r.id NOT IN ({', '.join(str(int(i)) for i in passed)})" if passed else ""
+    taken = slots_taken_sql(table=a, fk="ranking_id", item="r.id")
     return f"""
         SELECT r.id FROM {r} r
         WHERE r.project_id = %(project)s{extra}
-          AND (SELECT count(*) FROM {a} s WHERE s.ranking_id = r.id
-               AND (s.state = 'submitted' OR (s.state = 'leased' AND s.leased_until > %(now)s)))
-              < %(overlap)s
+          AND {taken} < %(overlap)s
           AND NOT EXISTS (SELECT 1 FROM {a} mine WHERE mine.ranking_id = r.id
                           AND mine.annotator_id = %(user)s)
         ORDER BY r.id
-        LIMIT 1 {lock}"""
+        LIMIT 1 FOR UPDATE OF r SKIP LOCKED"""
 
 
 def _still_open(ranking_id: int, *, annotator, overlap: int, now) -> bool:
     """Under the row lock, with a fresh statement: may `annotator` take a slot here? (The
     pick query's slot count comes from a snapshot taken before the lock; see queue._pick.)"""
     a = RankingAssignment._meta.db_table
+    taken_sql = slots_taken_sql(table=a, fk="ranking_id", item="%(item)s")
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""SELECT EXISTS (SELECT 1 FROM {a} WHERE ranking_id = %s AND annotator_id = %s),
-                       (SELECT count(*) FROM {a} WHERE ranking_id = %s
-                          AND (state = 'submitted' OR (state = 'leased' AND leased_until > %s)))""",
-            [ranking_id, annotator.id, ranking_id, now],
+            f"""SELECT EXISTS (SELECT 1 FROM {a} WHERE ranking_id = %(item)s
+                               AND annotator_id = %(user)s),
+                       {taken_sql}""",
+            {"item": ranking_id, "user": annotator.id, "now": now},
         )
         mine, taken = cursor.fetchone()
     return not mine and taken < overlap
@@ -108,16 +107,20 @@ def _pick(*, project: Project, annotator, now) -> int | None:
     return None
 
 
-def ranking_assignment_next_for(*, annotator, project: Project) -> RankingAssignment | None:
-    """Lease the next Ranking for `annotator` (or return the live lease they hold)."""
+def ranking_assignment_next_for(
+    *, annotator, project: Project, exclude: RankingAssignment | None = None
+) -> RankingAssignment | None:
+    """Lease the next Ranking for `annotator` (or return the oldest live lease they hold).
+
+    `exclude`: a lease the caller is showing already; used to prefetch the one after it.
+    """
     now = timezone.now()
-    current = (
-        RankingAssignment.objects.filter(
-            annotator=annotator, ranking__project=project, state=LEASED, leased_until__gt=now
-        )
-        .order_by("created_at")
-        .first()
+    live = RankingAssignment.objects.filter(
+        annotator=annotator, ranking__project=project, state=LEASED, leased_until__gt=now
     )
+    if exclude is not None:
+        live = live.exclude(pk=exclude.pk)
+    current = live.order_by("created_at").first()
     if current is not None:
         return current
     with transaction.atomic():
@@ -166,15 +169,14 @@ def ranking_progress(*, annotator, project: Project) -> dict[str, int]:
     done = RankingJudgement.objects.filter(user=annotator, ranking__project=project).aggregate(
         done_total=Count("id"), done_today=Count("id", filter=Q(created_at__gte=midnight))
     )
-    taken = Q(assignments__state=SUBMITTED) | Q(
-        assignments__state=LEASED, assignments__leased_until__gt=timezone.now()
-    )
-    remaining = (
-        Ranking.objects.filter(project=project)
-        .annotate(taken=Count("assignments", filter=taken))
-        .filter(taken__lt=project.overlap)
-        .count()
-    )
+    taken = slots_taken_sql(table=RankingAssignment._meta.db_table, fk="ranking_id", item="r.id")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*) FROM {Ranking._meta.db_table} r "
+            f"WHERE r.project_id = %(project)s AND {taken} < %(overlap)s",
+            {"project": project.pk, "overlap": project.overlap, "now": timezone.now()},
+        )
+        remaining = cursor.fetchone()[0]
     return {**done, "remaining": remaining}
 
 
@@ -285,12 +287,14 @@ def ranking_submit(
         submitted = RankingAssignment.objects.filter(ranking=ranking, state=SUBMITTED)
         if submitted.count() >= project.overlap:
             raise ApplicationError("This item already has all its labels; take the next one.")
-        if assignment.leased_until <= timezone.now():
-            live = RankingAssignment.objects.filter(
-                ranking=ranking, state=LEASED, leased_until__gt=timezone.now()
+        if (
+            assignment.leased_until <= timezone.now()
+            and slots_taken(
+                table=RankingAssignment._meta.db_table, fk="ranking_id", item_id=ranking.pk
             )
-            if submitted.count() + live.count() >= project.overlap:
-                raise ApplicationError("Your time on this item ran out and others took it.")
+            >= project.overlap
+        ):
+            raise ApplicationError("Your time on this item ran out and others took it.")
         candidates = {c.id: c for c in ranking.candidates.all()}
         schema = project.label_schema
         groups = ranking_order_validate(order=order, candidate_ids=set(candidates), schema=schema)

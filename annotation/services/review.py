@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
-from annotation.exceptions import ApplicationError
 from annotation.models import Choice, Comparison, LabelResolution
+from core.exceptions import ApplicationError
 
 
 def comparison_label_resolve(

@@ -2,34 +2,25 @@ from __future__ import annotations
 
 import tempfile
 
-from django.contrib.auth.decorators import login_required
+from django.contrib import messages
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
-from django_htmx.http import HttpResponseStopPolling
+from django.views.decorators.http import require_http_methods, require_POST
 
-from annotation.exceptions import ApplicationError
 from annotation.forms import ImportForm
-from annotation.models import Membership
-from annotation.selectors import (
-    import_job_get,
-    import_job_list,
-    project_get_for,
-    project_role_for,
-    project_stats,
-)
+from annotation.selectors import import_job_get, import_job_list, project_role_for, project_stats
 from annotation.services.agreement import project_agreement
 from annotation.services.exporting import export_jsonl_chunks, export_parquet_write
-from annotation.services.importing import import_job_create
+from annotation.services.importing import import_job_cancel, import_job_start
+from core.exceptions import ApplicationError
+from core.roles import ADMIN, MEMBERS, REVIEWERS, Role
+from core.views import project_view, run_cancel_message, run_progress_response
 
-ADMIN = (Membership.Role.ADMIN,)
 
-
-@login_required
-def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug)
+@project_view(roles=MEMBERS)
+def project_detail(request: HttpRequest, project) -> HttpResponse:
     role = project_role_for(user=request.user, project=project)
-    can_review = role in (Membership.Role.ADMIN, Membership.Role.REVIEWER)
+    can_review = role in REVIEWERS
     agreement = project_agreement(project=project)
     return render(
         request,
@@ -38,7 +29,7 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "project": project,
             "stats": project_stats(project=project),
             "jobs": import_job_list(project=project),
-            "is_admin": role == Membership.Role.ADMIN,
+            "is_admin": role == Role.ADMIN,
             "can_review": can_review,
             "agreement": agreement,
             # Annotators see how well the project agrees, not how each of the others does.
@@ -47,15 +38,14 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     )
 
 
-@login_required
+@project_view(roles=ADMIN)
 @require_http_methods(["GET", "POST"])
-def import_upload(request: HttpRequest, slug: str) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug, roles=ADMIN)
+def import_upload(request: HttpRequest, project) -> HttpResponse:
     form = ImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            job = import_job_create(
+            job = import_job_start(
                 project=project,
                 uploaded_file=data["file"],
                 fmt=data["format"],
@@ -72,22 +62,27 @@ def import_upload(request: HttpRequest, slug: str) -> HttpResponse:
     )
 
 
-@login_required
-def import_job_detail(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug, roles=ADMIN)
+@project_view(roles=ADMIN)
+def import_job_detail(request: HttpRequest, project, job_id: int) -> HttpResponse:
     job = import_job_get(project=project, job_id=job_id)
     context = {"project": project, "job": job}
     if request.htmx:
-        response = render(request, "annotation/import_job.html#progress", context)
-        if job.is_finished:
-            response.status_code = HttpResponseStopPolling.status_code
-        return response
+        return run_progress_response(
+            request, "annotation/import_job.html#progress", context, run=job
+        )
     return render(request, "annotation/import_job.html", context)
 
 
-@login_required
-def export_download(request: HttpRequest, slug: str, ext: str) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug, roles=ADMIN)
+@project_view(roles=ADMIN)
+@require_POST
+def import_job_cancel_view(request: HttpRequest, project, job_id: int) -> HttpResponse:
+    job = import_job_cancel(job=import_job_get(project=project, job_id=job_id))
+    messages.info(request, run_cancel_message(f"Import #{job.id}", job))
+    return redirect("annotation:import_job", slug=project.slug, job_id=job.id)
+
+
+@project_view(roles=ADMIN)
+def export_download(request: HttpRequest, project, ext: str) -> HttpResponse:
     # ?confidence=1 adds the label's confidence as a column.
     with_confidence = request.GET.get("confidence") == "1"
     if ext == "jsonl":

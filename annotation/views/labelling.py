@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -17,14 +16,12 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from annotation.exceptions import ApplicationError
 from annotation.forms import LabelForm, SkipForm
 from annotation.models import Assignment, Project
 from annotation.selectors import (
     annotator_progress,
     assignment_get_for,
     assignment_sides,
-    project_get_for,
 )
 from annotation.services.queue import (
     assignment_current_for,
@@ -35,6 +32,9 @@ from annotation.services.queue import (
 )
 from annotation.services.ranking import ranking_mode
 from annotation.views.ranking import rank_page
+from core.exceptions import ApplicationError
+from core.roles import MEMBERS
+from core.views import project_view
 
 PAGE = "annotation/label.html"
 
@@ -79,10 +79,9 @@ def _next_pair(request: HttpRequest, project: Project) -> HttpResponse:
 
 
 @never_cache
-@login_required
+@project_view(roles=MEMBERS)
 @require_GET
-def label(request: HttpRequest, slug: str) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug)
+def label(request: HttpRequest, project) -> HttpResponse:
     if ranking_mode(project):
         return rank_page(request, project)
     shown = None
@@ -96,10 +95,9 @@ def label(request: HttpRequest, slug: str) -> HttpResponse:
     return _pair(request, project, assignment, fragment=shown is not None)
 
 
-@login_required
+@project_view(roles=MEMBERS)
 @require_POST
-def label_submit(request: HttpRequest, slug: str, key: uuid.UUID) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug)
+def label_submit(request: HttpRequest, project, key: uuid.UUID) -> HttpResponse:
     assignment = assignment_get_for(annotator=request.user, project=project, key=key)
     form = LabelForm(request.POST, schema=project.label_schema)
     if form.is_valid():
@@ -116,10 +114,9 @@ def label_submit(request: HttpRequest, slug: str, key: uuid.UUID) -> HttpRespons
     return _pair(request, project, assignment, form=form, status=400)
 
 
-@login_required
+@project_view(roles=MEMBERS)
 @require_POST
-def label_skip(request: HttpRequest, slug: str, key: uuid.UUID) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug)
+def label_skip(request: HttpRequest, project, key: uuid.UUID) -> HttpResponse:
     assignment = assignment_get_for(annotator=request.user, project=project, key=key)
     form = SkipForm(request.POST)
     if not form.is_valid():
@@ -133,10 +130,9 @@ def label_skip(request: HttpRequest, slug: str, key: uuid.UUID) -> HttpResponse:
     return _next_pair(request, project)
 
 
-@login_required
+@project_view(roles=MEMBERS)
 @require_POST
-def label_undo(request: HttpRequest, slug: str) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug)
+def label_undo(request: HttpRequest, project) -> HttpResponse:
     try:
         assignment = judgement_undo_last(annotator=request.user, project=project)
     except ApplicationError as exc:

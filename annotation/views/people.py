@@ -9,7 +9,6 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from annotation.exceptions import ApplicationError
 from annotation.forms import GoldForm, MemberAddForm, MemberRoleForm, ProjectSettingsForm
 from annotation.models import Membership, Project
 from annotation.selectors import (
@@ -21,8 +20,9 @@ from annotation.selectors import (
 from annotation.services.members import membership_add, membership_remove, membership_role_set
 from annotation.services.projects import comparison_gold_set, project_update
 from annotation.services.rendering import markdown_render
-
-ADMIN = (Membership.Role.ADMIN,)
+from core.exceptions import ApplicationError
+from core.roles import ADMIN
+from core.views import project_view
 
 
 @login_required
@@ -48,17 +48,15 @@ def _members_page(
     return render(request, "annotation/members.html", context, status=status)
 
 
-@login_required
+@project_view(roles=ADMIN)
 @require_GET
-def members(request: HttpRequest, slug: str) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug, roles=ADMIN)
+def members(request: HttpRequest, project) -> HttpResponse:
     return _members_page(request, project, MemberAddForm())
 
 
-@login_required
+@project_view(roles=ADMIN)
 @require_POST
-def member_add(request: HttpRequest, slug: str) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug, roles=ADMIN)
+def member_add(request: HttpRequest, project) -> HttpResponse:
     form = MemberAddForm(request.POST)
     if form.is_valid():
         try:
@@ -73,10 +71,9 @@ def member_add(request: HttpRequest, slug: str) -> HttpResponse:
     return _members_page(request, project, form, status=400)
 
 
-@login_required
+@project_view(roles=ADMIN)
 @require_POST
-def member_role(request: HttpRequest, slug: str, membership_id: int) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug, roles=ADMIN)
+def member_role(request: HttpRequest, project, membership_id: int) -> HttpResponse:
     membership = membership_get(project=project, membership_id=membership_id)
     form = MemberRoleForm(request.POST)
     if not form.is_valid():
@@ -91,10 +88,9 @@ def member_role(request: HttpRequest, slug: str, membership_id: int) -> HttpResp
     return _members_redirect(request, project)
 
 
-@login_required
+@project_view(roles=ADMIN)
 @require_POST
-def member_remove(request: HttpRequest, slug: str, membership_id: int) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug, roles=ADMIN)
+def member_remove(request: HttpRequest, project, membership_id: int) -> HttpResponse:
     membership = membership_get(project=project, membership_id=membership_id)
     try:
         membership_remove(membership=membership)
@@ -145,10 +141,9 @@ def _settings_page(
     return render(request, "annotation/settings.html", context, status=status)
 
 
-@login_required
+@project_view(roles=ADMIN)
 @require_http_methods(["GET", "POST"])
-def project_settings(request: HttpRequest, slug: str) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug, roles=ADMIN)
+def project_settings(request: HttpRequest, project) -> HttpResponse:
     if request.method == "GET":
         return _settings_page(request, project)
     form = _settings_form(project, request.POST)
@@ -170,20 +165,18 @@ def project_settings(request: HttpRequest, slug: str) -> HttpResponse:
     return _settings_page(request, project, form=form, status=400)
 
 
-@login_required
+@project_view(roles=ADMIN)
 @require_POST
-def settings_preview(request: HttpRequest, slug: str) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug, roles=ADMIN)
+def settings_preview(request: HttpRequest, project) -> HttpResponse:
     preview = markdown_render(text=request.POST.get("instructions", ""), images=True)
     return render(
         request, "annotation/settings.html#preview", {"project": project, "preview": preview}
     )
 
 
-@login_required
+@project_view(roles=ADMIN)
 @require_POST
-def gold_set(request: HttpRequest, slug: str) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug, roles=ADMIN)
+def gold_set(request: HttpRequest, project) -> HttpResponse:
     form = GoldForm(request.POST)
     if form.is_valid():
         try:

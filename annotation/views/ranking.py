@@ -1,25 +1,25 @@
 """The labelling page in ranking mode: one prompt and its N candidates, ordered from the
-keyboard (or by dragging) in rank.js and posted as one JSON order.
+keyboard (or by dragging) in rank.js and posted as one JSON order, the next ranking
+prefetched.
 
 /projects/<slug>/label/ serves this page when the project's schema says "mode": "ranking"
-(labelling.label hands over to `rank_page`); answers go to their own URLs. Without
-JavaScript the forms post and redirect back to the page.
+(labelling.label hands over to `rank_page`); answers go to their own URLs. As on the pair
+page, rank.js swaps a prefetched ranking in as soon as an answer is given and posts the
+answer behind it; without JavaScript the forms post and redirect back to the page.
 """
 
 from __future__ import annotations
 
 import uuid
 
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
 
-from annotation.exceptions import ApplicationError
 from annotation.forms import RankingForm, SkipForm
 from annotation.models import Project, RankingAssignment
-from annotation.selectors import project_get_for
 from annotation.services.ranking import (
     ranking_assignment_candidates,
     ranking_assignment_get_for,
@@ -28,6 +28,9 @@ from annotation.services.ranking import (
     ranking_skip,
     ranking_submit,
 )
+from core.exceptions import ApplicationError
+from core.roles import MEMBERS
+from core.views import project_view
 
 PAGE = "annotation/rank.html"
 
@@ -40,9 +43,14 @@ def _ranking(
     form: RankingForm | None = None,
     error: str = "",
     status: int = 200,
+    fragment: bool = False,
 ) -> HttpResponse:
-    """The page, or with htmx only its #ranking fragment."""
+    """The page, or with htmx (or for a prefetch) only its #ranking fragment."""
     schema = project.label_schema
+    lease_seconds = 0
+    if assignment is not None:
+        # rank.js shows a prefetched ranking only while its lease has time left.
+        lease_seconds = max(0, int((assignment.leased_until - timezone.now()).total_seconds()))
     context = {
         "project": project,
         "assignment": assignment,
@@ -52,28 +60,36 @@ def _ranking(
         "progress": ranking_progress(annotator=request.user, project=project),
         "allow_ties": bool(schema.get("allow_ties")),
         "top_k": schema.get("top_k") or "",
+        "lease_seconds": lease_seconds,
     }
-    template = PAGE + "#ranking" if request.htmx else PAGE
+    template = PAGE + "#ranking" if request.htmx or fragment else PAGE
     response = render(request, template, context, status=status)
     patch_vary_headers(response, ("HX-Request",))
     return response
 
 
 def rank_page(request: HttpRequest, project: Project) -> HttpResponse:
-    assignment = ranking_assignment_next_for(annotator=request.user, project=project)
-    return _ranking(request, project, assignment)
+    shown = None
+    if "prefetch" in request.GET:
+        # The ranking after the one on screen (?prefetch=<its key>), leased now so that it
+        # can appear the moment an answer is given. Asking again returns the same lease.
+        shown = ranking_assignment_get_for(
+            annotator=request.user, project=project, key=request.GET["prefetch"]
+        )
+    assignment = ranking_assignment_next_for(annotator=request.user, project=project, exclude=shown)
+    return _ranking(request, project, assignment, fragment=shown is not None)
 
 
 def _next(request: HttpRequest, project: Project) -> HttpResponse:
     if not request.htmx:
         return redirect("annotation:label", slug=project.slug)
-    return rank_page(request, project)
+    assignment = ranking_assignment_next_for(annotator=request.user, project=project)
+    return _ranking(request, project, assignment)
 
 
-@login_required
+@project_view(roles=MEMBERS)
 @require_POST
-def rank_submit(request: HttpRequest, slug: str, key: uuid.UUID) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug)
+def rank_submit(request: HttpRequest, project, key: uuid.UUID) -> HttpResponse:
     assignment = ranking_assignment_get_for(annotator=request.user, project=project, key=key)
     form = RankingForm(request.POST)
     if form.is_valid():
@@ -87,14 +103,17 @@ def rank_submit(request: HttpRequest, slug: str, key: uuid.UUID) -> HttpResponse
         except ApplicationError as exc:
             form.add_error(None, exc.message)
         else:
+            if request.htmx and request.POST.get("next") == "progress":
+                # The page shows its prefetched ranking already: only the counters change.
+                progress = ranking_progress(annotator=request.user, project=project)
+                return render(request, PAGE + "#progress", {"progress": progress})
             return _next(request, project)
     return _ranking(request, project, assignment, form=form, status=400)
 
 
-@login_required
+@project_view(roles=MEMBERS)
 @require_POST
-def rank_skip(request: HttpRequest, slug: str, key: uuid.UUID) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug)
+def rank_skip(request: HttpRequest, project, key: uuid.UUID) -> HttpResponse:
     assignment = ranking_assignment_get_for(annotator=request.user, project=project, key=key)
     form = SkipForm(request.POST)
     if not form.is_valid():

@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from annotation.exceptions import ApplicationError
 from annotation.forms import LabelResolveForm
-from annotation.models import Membership
 from annotation.selectors import (
     comparison_disagreement_list,
     comparison_get_for_review,
-    project_get_for,
 )
 from annotation.services.review import comparison_label_resolve
+from core.exceptions import ApplicationError
+from core.roles import REVIEWERS
+from core.views import project_view
 
-REVIEWERS = (Membership.Role.ADMIN, Membership.Role.REVIEWER)
 PAGE_SIZE = 50
 
 
-@login_required
-def review(request: HttpRequest, slug: str) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug, roles=REVIEWERS)
+@project_view(roles=REVIEWERS)
+def review(request: HttpRequest, project) -> HttpResponse:
     page = Paginator(comparison_disagreement_list(project=project), PAGE_SIZE).get_page(
         request.GET.get("page")
     )
@@ -35,10 +32,9 @@ def review(request: HttpRequest, slug: str) -> HttpResponse:
     )
 
 
-@login_required
+@project_view(roles=REVIEWERS)
 @require_POST
-def review_resolve(request: HttpRequest, slug: str, comparison_id: int) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug, roles=REVIEWERS)
+def review_resolve(request: HttpRequest, project, comparison_id: int) -> HttpResponse:
     comparison = comparison_get_for_review(project=project, comparison_id=comparison_id)
     form = LabelResolveForm(request.POST, comparison=comparison)
     if form.is_valid():

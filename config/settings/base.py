@@ -8,7 +8,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
-LOCAL_DIR = BASE_DIR / ".local"  # state of the zero-setup run (SQLite db, broker, media)
+LOCAL_DIR = BASE_DIR / ".local"  # state of the zero-setup run (embedded PostgreSQL, media)
 
 env = environ.Env()
 
@@ -26,6 +26,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_htmx",
     "template_partials",
+    "core",
     "annotation",
     "scoring",
     "curation",
@@ -65,25 +66,28 @@ TEMPLATES = [
 
 
 def database_from_env(default: str | None = None) -> dict:
-    """DATABASE_URL as Django's settings, tuned for the engine it names."""
+    """DATABASE_URL as Django's settings. PostgreSQL is the only database: the queue's
+    SKIP LOCKED, advisory locks, COPY and array parameters are the code everyone runs, so
+    any other engine is refused here, at start-up, with a clear message."""
     db = env.db("DATABASE_URL", default=default) if default else env.db("DATABASE_URL")
-    if db["ENGINE"] == "django.db.backends.sqlite3":
-        # The web server and the worker write to one file: WAL and immediate transactions
-        # keep them from failing with "database is locked".
-        db["OPTIONS"] = {
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            "transaction_mode": "IMMEDIATE",
-            "timeout": 20,
-        }
-    else:
-        # Keep connections between requests: a new PostgreSQL connection per request (a
-        # new backend process) costs more than most of our requests.
-        db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-        db["CONN_HEALTH_CHECKS"] = True
+    if db["ENGINE"] not in (
+        "django.db.backends.postgresql",
+        "django.db.backends.postgresql_psycopg2",
+    ):
+        raise ImproperlyConfigured(
+            f"DATABASE_URL names {db['ENGINE'].rsplit('.', 1)[-1]}, but this application runs on "
+            "PostgreSQL only: give a postgres:// URL, or leave DATABASE_URL unset under "
+            "`make run` to use the embedded PostgreSQL in .local/."
+        )
+    db["ENGINE"] = "django.db.backends.postgresql"
+    # Keep connections between requests: a new PostgreSQL connection per request (a new
+    # backend process) costs more than most of our requests.
+    db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    db["CONN_HEALTH_CHECKS"] = True
     return db
 
 
-DATABASES = {"default": database_from_env(f"sqlite:///{LOCAL_DIR / 'db.sqlite3'}")}
+DATABASES = {"default": database_from_env("postgres://postgres@127.0.0.1:5432/prefdata")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # A process-local cache by default; CACHE_URL=redis://... shares it between processes and
@@ -119,9 +123,7 @@ IMPORT_MAX_FILE_BYTES = env.int("IMPORT_MAX_FILE_BYTES", default=2 * 1024**3)
 IMPORT_MAX_LINE_BYTES = env.int("IMPORT_MAX_LINE_BYTES", default=1024 * 1024)
 
 # Celery: JSON only, acks late with prefetch 1 for long jobs, time limits set.
-CELERY_BROKER_URL = env.str(
-    "CELERY_BROKER_URL", default=f"sqla+sqlite:///{LOCAL_DIR / 'celery-broker.sqlite3'}"
-)
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=None)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -136,6 +138,24 @@ CELERY_TASK_DEFAULT_QUEUE = "cpu"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# Runs (core/runs.py): a worker executing a run writes a heartbeat every RUN_HEARTBEAT_S;
+# the sweep (Celery beat, every RUN_SWEEP_INTERVAL_S) fails a running run whose heartbeat is
+# older than RUN_STALE_AFTER_S and whose lock nobody holds (its worker is gone), and sends a
+# queued run's task again after RUN_QUEUED_RESEND_S (its message may be lost). A run
+# delivered more than RUN_MAX_ATTEMPTS times (its task kills the worker) fails for good.
+RUN_HEARTBEAT_S = env.float("RUN_HEARTBEAT_S", default=15.0)
+RUN_STALE_AFTER_S = env.int("RUN_STALE_AFTER_S", default=120)
+RUN_SWEEP_INTERVAL_S = env.float("RUN_SWEEP_INTERVAL_S", default=60.0)
+RUN_QUEUED_RESEND_S = env.int("RUN_QUEUED_RESEND_S", default=600)
+RUN_MAX_ATTEMPTS = env.int("RUN_MAX_ATTEMPTS", default=3)
+if not 0 < RUN_HEARTBEAT_S < RUN_STALE_AFTER_S:
+    raise ImproperlyConfigured("RUN_HEARTBEAT_S must be positive and below RUN_STALE_AFTER_S")
+if RUN_MAX_ATTEMPTS < 1:
+    raise ImproperlyConfigured("RUN_MAX_ATTEMPTS must be at least 1")
+CELERY_BEAT_SCHEDULE = {
+    "runs-sweep": {"task": "core.tasks.runs_sweep_task", "schedule": RUN_SWEEP_INTERVAL_S},
+}
+
 # Where the encoders and reward models run: "cuda" sends scoring tasks to the "gpu" queue.
 SCORING_DEVICE = env.str("SCORING_DEVICE", default="cpu")
 if SCORING_DEVICE not in ("cpu", "cuda"):
@@ -149,7 +169,7 @@ CELERY_TASK_ROUTES = {
         "queue": "gpu" if SCORING_DEVICE == "cuda" else "cpu"
     },
     # Heads on embeddings train and score on CPU workers whatever the embedding device.
-    "scoring.tasks.model_version_train_task": {"queue": "cpu"},
+    "scoring.tasks.training_run_execute_task": {"queue": "cpu"},
     "scoring.tasks.scores_compute_task": {"queue": "cpu"},
 }
 

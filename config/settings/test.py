@@ -12,3 +12,11 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ALLOWED_HOSTS = ["*"]
 # Uploaded files: a fresh folder per run, shared with the worker the tests start.
 MEDIA_ROOT = env.str("MEDIA_ROOT", default="") or tempfile.mkdtemp(prefix="prefdata-media-")
+# Runs: beat only runs in the tests that start it (the worker-kill tests); there a lost run
+# is found within seconds, not minutes.
+RUN_HEARTBEAT_S = env.float("RUN_HEARTBEAT_S", default=1.0)
+RUN_STALE_AFTER_S = env.int("RUN_STALE_AFTER_S", default=6)
+RUN_SWEEP_INTERVAL_S = env.float("RUN_SWEEP_INTERVAL_S", default=2.0)
+CELERY_BEAT_SCHEDULE = {
+    "runs-sweep": {"task": "core.tasks.runs_sweep_task", "schedule": RUN_SWEEP_INTERVAL_S},
+}

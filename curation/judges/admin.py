@@ -13,7 +13,15 @@ class AIAnnotatorAdmin(admin.ModelAdmin):
 
 @admin.register(AIJudgingRun)
 class AIJudgingRunAdmin(admin.ModelAdmin):
-    list_display = ["id", "annotator", "status", "done", "total", "ok_count", "failed_count"]
+    list_display = [
+        "id",
+        "annotator",
+        "status",
+        "progress_done",
+        "progress_total",
+        "ok_count",
+        "failed_count",
+    ]
     list_filter = ["status"]
     list_select_related = ["annotator"]
 

@@ -6,11 +6,12 @@ successful or not; only ok verdicts become annotation Judgements (source_kind "a
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
 from annotation.models import Comparison, Judgement, Project
+from core.locks import Lock
+from core.models import Run
 
 
 class AIAnnotator(models.Model):
@@ -51,58 +52,40 @@ class AIAnnotator(models.Model):
         return bool(self.api_key)
 
 
-class AIJudgingRun(models.Model):
+class AIJudgingRun(Run):
     """One run of an annotator over a set of comparisons, with progress the page polls."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
+    TASK = "curation.judges.tasks.ai_judging_run_execute_task"
+    LOCK = Lock.AI_JUDGES
+    UNIT = "comparisons"
 
     class Scope(models.TextChoices):
         ALL = "all", "All comparisons"
         ROUTED = "routed", "Comparisons routed to AI (route ai or both)"
         IDS = "ids", "Given comparisons"
 
-    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
-
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="ai_judging_runs")
     annotator = models.ForeignKey(AIAnnotator, on_delete=models.CASCADE, related_name="runs")
     scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.ALL)
     comparison_ids = models.JSONField(null=True, blank=True)
     model_version = models.CharField(max_length=100, blank=True)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    done = models.PositiveIntegerField(default=0)
-    total = models.PositiveIntegerField(default=0)
     ok_count = models.PositiveIntegerField(default=0)
     failed_count = models.PositiveIntegerField(default=0)
     # Comparisons that already had an ok verdict of this model version (idempotent re-runs).
     skipped_count = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["project", "-created_at"], name="aijudgingrun_recent_idx")]
+        constraints = Run.run_constraints("aijudgingrun")
 
     def __str__(self) -> str:
         return f"AI judging run #{self.pk} ({self.status})"
 
     @property
-    def is_finished(self) -> bool:
-        return self.status in self.FINISHED
-
-    @property
-    def percent(self) -> int:
-        if self.status == self.Status.SUCCEEDED:
-            return 100
-        return int(100 * self.done / self.total) if self.total else 0
+    def lock_key(self) -> int:
+        # One executing run per annotator: two runs of one judge would ask it the same
+        # questions and write the same verdicts.
+        return self.annotator_id
 
 
 class AIVerdict(models.Model):

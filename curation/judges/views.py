@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
-from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
+from django_htmx.http import HttpResponseClientRedirect
 
-from annotation.exceptions import ApplicationError
-from annotation.models import Membership
-from annotation.selectors import project_get_for
+from core.exceptions import ApplicationError
+from core.roles import ADMIN
+from core.views import project_view, run_cancel_message, run_progress_response
 from curation.judges.forms import AnnotatorForm, RunForm
 from curation.judges.selectors import (
     annotator_get,
@@ -21,14 +20,8 @@ from curation.judges.selectors import (
     run_list,
     verdict_failures,
 )
-from curation.judges.services import (
-    ai_judging_run_cancel,
-    ai_judging_run_start,
-    annotator_create,
-    annotator_update,
-)
-
-ADMIN = (Membership.Role.ADMIN,)
+from curation.judges.services.annotators import annotator_create, annotator_update
+from curation.judges.services.runs import ai_judging_run_cancel, ai_judging_run_start
 
 
 def _page(request: HttpRequest, project, *, form=None, error: str = "", status: int = 200):
@@ -50,9 +43,8 @@ def _to_page(request: HttpRequest, project) -> HttpResponse:
     return redirect("judges:annotators", slug=project.slug)
 
 
-@login_required
-def annotators(request: HttpRequest, slug: str) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug, roles=ADMIN)
+@project_view(roles=ADMIN)
+def annotators(request: HttpRequest, project) -> HttpResponse:
     if request.method != "POST":
         return _page(request, project)
     form = AnnotatorForm(request.POST)
@@ -74,9 +66,8 @@ def annotators(request: HttpRequest, slug: str) -> HttpResponse:
     return _page(request, project, form=form, status=400)
 
 
-@login_required
-def annotator_edit(request: HttpRequest, slug: str, annotator_id: int) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug, roles=ADMIN)
+@project_view(roles=ADMIN)
+def annotator_edit(request: HttpRequest, project, annotator_id: int) -> HttpResponse:
     annotator = annotator_get(project=project, annotator_id=annotator_id)
     initial = AnnotatorForm.initial_for(annotator)
     if request.method != "POST":
@@ -103,10 +94,9 @@ def annotator_edit(request: HttpRequest, slug: str, annotator_id: int) -> HttpRe
     return render(request, "judges/edit.html", context, status=400)
 
 
-@login_required
+@project_view(roles=ADMIN)
 @require_POST
-def annotator_run(request: HttpRequest, slug: str, annotator_id: int) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug, roles=ADMIN)
+def annotator_run(request: HttpRequest, project, annotator_id: int) -> HttpResponse:
     annotator = annotator_get(project=project, annotator_id=annotator_id)
     form = RunForm(request.POST)
     if not form.is_valid():
@@ -121,21 +111,17 @@ def annotator_run(request: HttpRequest, slug: str, annotator_id: int) -> HttpRes
     return _to_page(request, project)
 
 
-@login_required
-def run_detail(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
-    """The progress partial of one run (polled by the page); 286 stops polling once done."""
-    project = project_get_for(user=request.user, slug=slug, roles=ADMIN)
+@project_view(roles=ADMIN)
+def run_detail(request: HttpRequest, project, run_id: int) -> HttpResponse:
+    """The progress partial of one run, polled by the page."""
     run = run_get(project=project, run_id=run_id)
-    response = render(request, "judges/annotators.html#run", {"project": project, "run": run})
-    if run.is_finished:
-        response.status_code = HttpResponseStopPolling.status_code
-    return response
+    context = {"project": project, "run": run}
+    return run_progress_response(request, "judges/annotators.html#run", context, run=run)
 
 
-@login_required
+@project_view(roles=ADMIN)
 @require_POST
-def run_cancel(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
-    project = project_get_for(user=request.user, slug=slug, roles=ADMIN)
+def run_cancel(request: HttpRequest, project, run_id: int) -> HttpResponse:
     run = ai_judging_run_cancel(run=run_get(project=project, run_id=run_id))
-    messages.info(request, f"Run #{run.id} is {run.get_status_display().lower()}.")
+    messages.info(request, run_cancel_message(f"Run #{run.id}", run))
     return _to_page(request, project)

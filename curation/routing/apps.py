@@ -6,7 +6,7 @@ def routing_on_model_version_activated(sender, *, project_id: int, **kwargs) -> 
     the project with the new model's scores, in the worker."""
     from annotation.models import Project
     from curation.routing.models import RoutingRun
-    from curation.routing.services import routing_run_start
+    from curation.routing.services.runs import routing_run_start
 
     project = Project.objects.filter(pk=project_id).first()
     if project is not None:

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from django import forms
 
-from annotation.models import Project
+from curation.routing.models import RoutingPolicy
 
 
 class RoutingSettingsForm(forms.Form):
-    policy = forms.ChoiceField(choices=Project.RoutingPolicy.choices)
+    policy = forms.ChoiceField(choices=RoutingPolicy.choices)
     budget = forms.CharField(
         required=False,
         max_length=20,

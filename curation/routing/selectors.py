@@ -1,13 +1,83 @@
-"""Reads of routing: the budget, pairs per route, AI-human agreement, recent runs."""
+"""Reads of routing: the settings, the budget (what counts against it: the module doc of
+curation.routing.services), pairs per route, AI-human agreement, recent runs."""
 
 from __future__ import annotations
 
-from django.db.models import Count, Q
-from django.http import Http404
+from dataclasses import dataclass
 
-from annotation.models import Comparison, Project
-from curation.routing.models import RoutingRun
-from curation.routing.services import Budget, routing_budget
+from django.db.models import Count, Exists, OuterRef, Q
+from django.http import Http404
+from django.utils import timezone
+
+from annotation.models import Assignment, Comparison, Judgement, Project
+from curation.routing import policies
+from curation.routing.models import RoutingRun, RoutingSettings
+
+
+def routing_settings_get(*, project: Project) -> RoutingSettings:
+    """The project's routing settings; the defaults (unsaved: all to humans, no limit) when
+    it has never set any."""
+    found = RoutingSettings.objects.filter(project=project).first()
+    return found or RoutingSettings(project=project)
+
+
+def human_work(now) -> Q:
+    """Comparisons with human work on them: a human judgement or a live lease."""
+    return Q(
+        Exists(
+            Judgement.objects.filter(
+                comparison=OuterRef("pk"), source_kind=Judgement.SourceKind.HUMAN
+            )
+        )
+    ) | Q(
+        Exists(
+            Assignment.objects.filter(
+                comparison=OuterRef("pk"), state=Assignment.State.LEASED, leased_until__gt=now
+            )
+        )
+    )
+
+
+@dataclass
+class Budget:
+    limit: int | None  # None: no limit
+    total: int  # non-gold comparisons
+    worked: int  # with a human judgement or a live lease (never re-routed)
+    queued: int  # unlabelled, routed to humans, no human work yet
+    # Routed to humans beyond the budget (e.g. imported since the last routing, which
+    # land routed to humans by default): the next routing takes them back.
+    over: int = 0
+
+    @property
+    def spent(self) -> int:
+        return self.worked + self.queued
+
+    @property
+    def left(self) -> int | None:
+        return None if self.limit is None else max(0, self.limit - self.spent)
+
+
+def routing_budget(*, project: Project) -> Budget:
+    now = timezone.now()
+    base = Comparison.objects.filter(project=project, is_gold=False)
+    total = base.count()
+    worked = base.filter(human_work(now)).count()
+    queued = (
+        base.filter(
+            label__isnull=True,
+            status=Comparison.Status.PENDING,
+            excluded=False,
+            route__in=[Comparison.Route.HUMAN, Comparison.Route.BOTH],
+        )
+        .exclude(human_work(now))
+        .count()
+    )
+    chosen = routing_settings_get(project=project)
+    limit = policies.budget_limit(
+        total=total, budget=chosen.human_budget, fraction=chosen.human_budget_fraction
+    )
+    over = 0 if limit is None else max(0, worked + queued - max(limit, worked))
+    return Budget(limit=limit, total=total, worked=worked, queued=queued, over=over)
 
 
 def routing_overview(*, project: Project) -> dict:

@@ -10,11 +10,13 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils import timezone
 
-from annotation.exceptions import ApplicationError
 from annotation.models import Candidate, Comparison, Judgement, Membership, Project, Prompt
 from annotation.schema import label_schema_default
 from annotation.services.members import membership_add
 from annotation.services.projects import project_update
+from core.exceptions import ApplicationError
+from curation.routing.models import RoutingSettings
+from scoring.models import ScoringSettings
 from tests.factories import PASSWORD, MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -298,9 +300,6 @@ def _settings(project: Project, **changes) -> dict:
         "label_schema": json.dumps(project.label_schema),
         "overlap": project.overlap,
         "gold_ratio": project.gold_ratio,
-        "human_budget": project.human_budget or "",
-        "auto_train_every": project.auto_train_every or "",
-        "ensemble_members": project.ensemble_members,
     }
     data.update(changes)
     return data
@@ -318,9 +317,6 @@ def test_admin_saves_settings(client, project, admin):
             label_schema=json.dumps(schema),
             overlap=3,
             gold_ratio=0.1,
-            human_budget=500,
-            auto_train_every=200,
-            ensemble_members=7,
         ),
         follow=True,
     )
@@ -329,21 +325,58 @@ def test_admin_saves_settings(client, project, admin):
     assert "<strong>safer</strong>" in response.content.decode()
     project.refresh_from_db()
     assert (project.name, project.instructions) == ("Alpha v2", "Pick the **safer** answer.")
-    assert (project.overlap, project.gold_ratio, project.human_budget) == (3, 0.1, 500)
-    assert (project.auto_train_every, project.ensemble_members) == (200, 7)
+    assert (project.overlap, project.gold_ratio) == (3, 0.1)
     assert project.label_schema == schema
     # Nobody had judged yet: nothing to keep apart, the version stays.
     assert project.label_schema_version == 1
 
 
-def test_an_empty_budget_means_no_limit(client, project, admin):
-    Project.objects.filter(pk=project.pk).update(human_budget=100)
-    project.refresh_from_db()
+MOVED_FIELDS = (
+    "human_budget",
+    "human_budget_fraction",
+    "routing_policy",
+    "auto_train_every",
+    "ensemble_members",
+)
+
+
+def test_the_settings_page_no_longer_has_the_moved_fields(client, project, admin):
     _login(client, admin)
-    response = client.post(_url("settings", project), _settings(project, human_budget=""))
+    response = client.get(_url("settings", project))
+    assert response.status_code == 200
+    body = response.content.decode()
+    for name in MOVED_FIELDS:
+        assert f'name="{name}"' not in body, name
+        assert f'id="id_{name}"' not in body, name
+    assert set(response.context["form"].fields) == {
+        "name", "instructions", "label_schema", "overlap", "gold_ratio"
+    }  # fmt: skip
+    # It says where they went.
+    assert "Routing page" in body
+    assert "Models page" in body
+    assert not RoutingSettings.objects.exists()
+    assert not ScoringSettings.objects.exists()
+
+
+def test_posting_the_moved_fields_to_the_settings_page_changes_none_of_them(client, project, admin):
+    _login(client, admin)
+    response = client.post(
+        _url("settings", project),
+        _settings(
+            project,
+            name="Renamed",
+            human_budget=5,
+            human_budget_fraction=0.5,
+            routing_policy="random",
+            auto_train_every=10,
+            ensemble_members=3,
+        ),
+    )
     assert response.status_code == 302
     project.refresh_from_db()
-    assert project.human_budget is None
+    assert project.name == "Renamed"
+    assert not RoutingSettings.objects.exists()
+    assert not ScoringSettings.objects.exists()
 
 
 @pytest.mark.parametrize(
@@ -354,9 +387,6 @@ def test_an_empty_budget_means_no_limit(client, project, admin):
         ({"label_schema": '{"colour": "red"}'}, "Unknown label schema field(s): colour."),
         ({"overlap": 0}, "Ensure this value is greater than or equal to 1."),
         ({"gold_ratio": 1.5}, "Ensure this value is less than or equal to 1."),
-        ({"human_budget": -1}, "Ensure this value is greater than or equal to 0."),
-        ({"auto_train_every": 0}, "Ensure this value is greater than or equal to 1."),
-        ({"ensemble_members": 33}, "Ensure this value is less than or equal to 32."),
         ({"name": ""}, "This field is required."),
     ],
 )

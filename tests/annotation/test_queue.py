@@ -10,7 +10,6 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-from annotation.exceptions import ApplicationError
 from annotation.models import Assignment, Comparison, Judgement, Membership
 from annotation.services.importing import pairs_import
 from annotation.services.queue import (
@@ -20,6 +19,7 @@ from annotation.services.queue import (
     judgement_submit,
     judgement_undo_last,
 )
+from core.exceptions import ApplicationError
 from tests.factories import MembershipFactory, UserFactory
 
 

@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from annotation.models import Comparison, ImportJob, Judgement
-from annotation.services.importing import import_job_run
+from annotation.services.importing import import_job_execute
 from tests.factories import PASSWORD
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -49,7 +49,8 @@ def test_uploaded_file_is_imported_by_the_worker(client, project, admin, celery_
     assert job.summary["message"].startswith(
         "imported 2000 comparisons (50 prompts, 4000 candidates)"
     )
-    assert (job.rows_done, job.rows_total, job.percent) == (2000, 2000, 100)
+    assert (job.progress_done, job.progress_total, job.percent) == (2000, 2000, 100)
+    assert job.attempts == 1
     assert Comparison.objects.filter(project=project, status="labelled").count() == 2000
     assert Judgement.objects.filter(source_name="import:pairs.jsonl").count() == 2000
 
@@ -68,7 +69,7 @@ def test_bad_upload_fails_with_the_error_report_and_imports_nothing(
     job = _wait_finished(_upload(client, project, admin, "bad.jsonl", rows))
 
     assert job.status == "failed"
-    assert job.summary["message"] == "2 bad row(s); nothing was imported"
+    assert job.error == job.summary["message"] == "2 bad row(s); nothing was imported"
     assert job.errors[0].startswith("line 2: malformed JSON")
     assert job.errors[1] == "line 3, field 'rejected': chosen and rejected are identical"
     assert not Comparison.objects.exists()
@@ -79,8 +80,8 @@ def test_running_a_finished_job_again_changes_nothing(client, project, admin, ce
     job = _wait_finished(_upload(client, project, admin, "one.jsonl", data))
     finished_at = job.finished_at
 
-    again = import_job_run(job=job)
+    again = import_job_execute(job=job)
 
-    assert again.finished_at == finished_at
+    assert (again.status, again.finished_at, again.attempts) == ("succeeded", finished_at, 1)
     assert Comparison.objects.count() == 1
     assert Judgement.objects.count() == 1

@@ -57,11 +57,12 @@ def test_create_and_run_an_annotator_from_the_page(
     row.locator("select[name=scope]").select_option("routed")
     row.get_by_role("button", name="Run").click()
 
-    run = page.locator("section.run").first
+    run = page.locator("section.run-card div.run").first
     expect(run).to_have_attribute("data-status", "succeeded", timeout=120_000)
-    expect(run.locator(".counts")).to_contain_text("30 / 30 · ok 30 · failed 0")
+    expect(run.locator(".counts")).to_contain_text("ok 30 · failed 0 · already judged 0")
     assert run.get_attribute("hx-get") is None  # finished: polling stopped
-    assert AIJudgingRun.objects.get().status == "succeeded"
+    done = AIJudgingRun.objects.get()
+    assert (done.status, done.progress_done, done.progress_total) == ("succeeded", 30, 30)
     assert Judgement.objects.filter(source_name="ai:rm", source_kind="ai").count() == 30
     page.reload()
     expect(row.locator("td.num").first).to_have_text("30 / 0")

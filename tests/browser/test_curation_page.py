@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from annotation.models import Comparison, LabelResolution
 from curation.detectors import DetectorResult
 from curation.models import CurationAction, CurationRun
-from curation.services import _flags_write
+from curation.services.runs import _flags_write
 from scoring.models import ModelVersion
 from tests.factories import PASSWORD, comparison_make
 
@@ -28,9 +29,7 @@ def _flagged(project, n: int) -> list[Comparison]:
         )
         for i in range(n)
     ]
-    version = ModelVersion.objects.create(
-        project=project, kind="heads", status="succeeded", is_active=True
-    )
+    version = ModelVersion.objects.create(project=project, kind="heads", is_active=True)
     run = CurationRun.objects.create(project=project, model_version=version, status="running")
     result = DetectorResult(
         name="combined",
@@ -39,7 +38,9 @@ def _flagged(project, n: int) -> list[Comparison]:
         reasons=["5 of 5 models prefer B strongly"] * n,
     )
     summary = _flags_write(run, [c.pk for c in comparisons], ["a"] * n, [result])
-    CurationRun.objects.filter(pk=run.pk).update(status="succeeded", summary=summary)
+    CurationRun.objects.filter(pk=run.pk).update(
+        status="succeeded", summary=summary, finished_at=timezone.now()
+    )
     return comparisons
 
 

@@ -1,8 +1,9 @@
 """The import page in a real browser: upload, the job page's htmx progress, the outcome.
 
 The upload goes through the live server to the real Celery worker (the `celery_worker`
-session fixture), which imports the file into the test database; the job page polls its
-#progress section with htmx until the job is finished.
+session fixture), which imports the file into the test database; the job page polls the
+run's element in its #progress section (`div.run`, the shared run-progress partial) with htmx
+until the job is finished.
 """
 
 from __future__ import annotations
@@ -23,23 +24,23 @@ ROWS = 50_000
 FINISHED = ("succeeded", "failed")
 JOB_URL = re.compile(r"/projects/alpha/imports/(\d+)/$")
 
-# Runs in every document before its own scripts: records the #progress section as first
-# rendered and after each htmx swap, and every htmx request's status code.
+# Runs in every document before its own scripts: records the run's element in #progress as
+# first rendered and after each htmx swap, and every htmx request's status code.
 RECORDER = r"""
 window.__progress = [];
 window.__requests = [];
 (() => {
   const snap = (how) => {
-    const el = document.getElementById("progress");
+    const el = document.querySelector("#progress .run");
     if (!el) return;
     const bar = el.querySelector("progress");
-    const rows = el.querySelector(".rows");
+    const steps = el.querySelector(".steps");
     window.__progress.push({
       how,
       status: el.dataset.status,
-      line: el.querySelector("p").textContent.replace(/\s+/g, " ").trim(),
+      line: el.querySelector(".run-head").textContent.replace(/\s+/g, " ").trim(),
       value: bar ? Number(bar.value) : null,
-      rows: rows ? rows.textContent.trim() : null,
+      steps: steps ? steps.textContent.trim() : null,
       polling: el.hasAttribute("hx-get"),
     });
   };
@@ -75,12 +76,12 @@ def _upload(page: Page, base_url: str, path: Path) -> int:
 
 
 def _wait_until_finished(page: Page, timeout_ms: int = 120_000) -> str:
-    """Wait until the recorder has seen #progress finished (htmx settles a swap after it is
+    """Wait until the recorder has seen the run finished (htmx settles a swap after it is
     made: waiting on the DOM alone could read the history before the last swap is in it)."""
     page.wait_for_function(
         "['succeeded', 'failed'].includes(window.__progress.at(-1)?.status)", timeout=timeout_ms
     )
-    return page.locator("#progress").get_attribute("data-status")
+    return page.locator("#progress .run").get_attribute("data-status")
 
 
 def _jsonl(path: Path, rows: list[dict | str]) -> Path:
@@ -110,7 +111,6 @@ def test_import_page_shows_live_progress_then_summary(
 
     progress = page.locator("#progress")
     expect(progress).to_be_visible()
-    expect(progress.locator("progress")).to_have_attribute("max", "100")
     assert _wait_until_finished(page) == "succeeded", progress.inner_text()
 
     # No page load since the job page opened: every change came from htmx swaps.
@@ -127,11 +127,16 @@ def test_import_page_shows_live_progress_then_summary(
     assert [h["status"] for h in history].index("succeeded") == len(history) - 1, history
     assert requests[-1] == 286, requests  # htmx's "stop polling"
     assert all(code == 200 for code in requests[:-1]), requests
-    # The bar moved while the job ran (each phase, validating then writing, fills it anew).
-    assert any(0 < s["value"] < 100 for s in swaps if s["status"] == "running"), history
+    # The bar moved while the job ran (validating is its first half, writing its second),
+    # with the rows counted as it went.
+    running = [s for s in swaps if s["status"] == "running"]
+    assert any(0 < s["value"] < 100 for s in running), history
+    assert all(re.fullmatch(r"[\d,]+ / ([\d,]+|\?) rows", s["steps"]) for s in running), history
+    assert any(s["steps"].endswith(f" / {ROWS:,} rows") for s in running), history
 
-    expect(progress.locator("progress")).to_have_attribute("value", "100")
-    expect(progress.locator(".rows")).to_have_text(f"{ROWS:,} / {ROWS:,} rows")
+    # Finished: the bar and its Cancel button make way for the outcome.
+    expect(progress.locator("progress")).to_have_count(0)
+    expect(progress.get_by_role("button", name="Cancel")).to_have_count(0)
     expect(progress.locator(".summary")).to_contain_text(f"imported {ROWS} comparisons")
     expect(progress.locator(".summary")).to_contain_text(f"({ROWS} prompts, {2 * ROWS} candidates)")
     expect(progress.get_by_role("link", name="Back to the project")).to_be_visible()
@@ -139,7 +144,9 @@ def test_import_page_shows_live_progress_then_summary(
     page.wait_for_timeout(1_200)
     assert page.evaluate("window.__requests.length") == len(requests)
 
-    assert ImportJob.objects.get(pk=job_id).status == ImportJob.Status.SUCCEEDED
+    job = ImportJob.objects.get(pk=job_id)
+    assert job.status == ImportJob.Status.SUCCEEDED
+    assert (job.progress_done, job.progress_total, job.percent) == (ROWS, ROWS, 100)
     assert Comparison.objects.filter(project=project).count() == ROWS
 
 
@@ -163,7 +170,7 @@ def test_import_page_reports_bad_rows_and_imports_nothing(
     assert _wait_until_finished(page) == "failed", progress.inner_text()
     assert page.evaluate("window.__marker") == 1
     expect(progress.locator(".status-failed")).to_contain_text("Failed")
-    expect(progress.locator(".summary")).to_have_text("2 bad row(s); nothing was imported")
+    expect(progress.locator("p.error")).to_have_text("2 bad row(s); nothing was imported")
     errors = progress.locator("ul.errors li")
     expect(errors).to_have_count(2)
     expect(errors.nth(0)).to_contain_text(re.compile(r"^line 2: malformed JSON"))
@@ -176,4 +183,5 @@ def test_import_page_reports_bad_rows_and_imports_nothing(
 
     job = ImportJob.objects.get(pk=job_id)
     assert job.status == ImportJob.Status.FAILED
+    assert job.error == "2 bad row(s); nothing was imported"
     assert Comparison.objects.filter(project=project).count() == 0

@@ -16,8 +16,9 @@ from annotation.models import Comparison
 from annotation.services.exporting import export_rows
 from annotation.services.importing import pairs_import
 from curation.models import CurationAction, CurationRun, NoiseFlag
-from curation.services import curation_action_apply, curation_action_undo, curation_policy_set
-from scoring.services import model_version_train, model_version_train_start
+from curation.services.actions import curation_action_apply, curation_action_undo
+from curation.services.policy import curation_policy_set
+from scoring.services.training import training_run_create, training_run_execute
 from tests.factories import PASSWORD
 
 TOPICS = ["bread", "tea", "bikes", "taxes", "python", "gardens", "chess", "jazz", "rain", "maps"]
@@ -47,10 +48,9 @@ def _import(project, tmp_path: Path) -> None:
 
 
 def _train(project) -> None:
-    version = model_version_train(
-        version=model_version_train_start(project=project, config=TINY, enqueue=False)
-    )
-    assert version.status == "succeeded", version.error
+    run = training_run_execute(run=training_run_create(project=project, config=TINY))
+    assert run.status == "succeeded", run.error
+    assert run.model_version.is_active
 
 
 @pytest.mark.django_db

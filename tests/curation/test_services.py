@@ -10,13 +10,14 @@ import numpy as np
 import orjson
 import pyarrow.parquet as pq
 import pytest
+from django.utils import timezone
 
-from annotation.exceptions import ApplicationError
 from annotation.models import Comparison, LabelResolution, Membership
 from annotation.services.exporting import export_jsonl_chunks, export_parquet_write
 from annotation.services.labels import comparison_labels_refresh
 from annotation.services.queue import assignment_next_for
 from annotation.signals import labels_changed
+from core.exceptions import ApplicationError
 from curation.detectors import DetectorResult
 from curation.models import (
     AnnotatorReliability,
@@ -25,17 +26,14 @@ from curation.models import (
     CurationRun,
     NoiseFlag,
 )
-from curation.services import (
-    STATE_FIELDS,
+from curation.services.actions import STATE_FIELDS, curation_action_apply, curation_action_undo
+from curation.services.policy import curation_policy_apply, curation_policy_set
+from curation.services.reliability import annotator_reliability_refresh
+from curation.services.runs import (
     _flags_write,
-    annotator_reliability_refresh,
-    curation_action_apply,
-    curation_action_undo,
-    curation_policy_apply,
-    curation_policy_set,
     curation_run_cancel,
+    curation_run_create,
     curation_run_execute,
-    curation_run_start,
 )
 from scoring.models import ModelVersion
 from tests.factories import MembershipFactory, UserFactory, comparison_make, judgement_make
@@ -65,9 +63,7 @@ def _labelled(project, n: int = 4, label: str = "a", **fields) -> list[Compariso
 
 
 def _run_with_flags(project, comparisons, scores, detector="combined") -> CurationRun:
-    version = ModelVersion.objects.create(
-        project=project, kind="heads", status="succeeded", is_active=True
-    )
+    version = ModelVersion.objects.create(project=project, kind="heads", is_active=True)
     run = CurationRun.objects.create(project=project, model_version=version, status="running")
     n = len(comparisons)
     result = DetectorResult(
@@ -79,7 +75,9 @@ def _run_with_flags(project, comparisons, scores, detector="combined") -> Curati
     summary = _flags_write(
         run, [c.pk for c in comparisons], [c.label for c in comparisons], [result]
     )
-    CurationRun.objects.filter(pk=run.pk).update(status="succeeded", summary=summary)
+    CurationRun.objects.filter(pk=run.pk).update(
+        status="succeeded", summary=summary, finished_at=timezone.now()
+    )
     run.refresh_from_db()
     return run
 
@@ -307,13 +305,13 @@ def test_policy_is_off_by_default_and_validated(project, admin):
     assert not CurationPolicy.objects.filter(project=project).exists()
 
 
-def test_run_start_refuses_without_an_active_model_or_enough_pairs(project):
+def test_run_create_refuses_without_an_active_model_or_enough_pairs(project):
     _labelled(project, 5)
     with pytest.raises(ApplicationError, match="no active reward model"):
-        curation_run_start(project=project, enqueue=False)
-    ModelVersion.objects.create(project=project, kind="heads", status="succeeded", is_active=True)
+        curation_run_create(project=project)
+    ModelVersion.objects.create(project=project, kind="heads", is_active=True)
     with pytest.raises(ApplicationError, match="5 labelled A/B pairs"):
-        curation_run_start(project=project, enqueue=False)
+        curation_run_create(project=project)
     assert not CurationRun.objects.exists()
 
 
@@ -425,8 +423,8 @@ def test_too_little_overlap_keeps_plain_majority(project):
 
 def _queued_run(project, n: int = 20) -> CurationRun:
     _labelled(project, n)
-    ModelVersion.objects.create(project=project, kind="heads", status="succeeded", is_active=True)
-    return curation_run_start(project=project, enqueue=False)
+    ModelVersion.objects.create(project=project, kind="heads", is_active=True)
+    return curation_run_create(project=project)
 
 
 def test_a_cancelled_run_is_left_alone(project):

@@ -6,11 +6,12 @@ import numpy as np
 import orjson
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from annotation.models import Comparison
 from curation.detectors import DetectorResult
 from curation.models import CurationAction, CurationPolicy, CurationRun
-from curation.services import _flags_write
+from curation.services.runs import _flags_write
 from curation.tasks import annotator_reliability_refresh_task
 from scoring.models import ModelVersion
 from tests.factories import PASSWORD, comparison_make, judgement_make
@@ -34,9 +35,7 @@ def _flagged(project, n: int = 3, label: str = "a") -> tuple[CurationRun, list[C
         )
         for i in range(n)
     ]
-    version = ModelVersion.objects.create(
-        project=project, kind="heads", status="succeeded", is_active=True
-    )
+    version = ModelVersion.objects.create(project=project, kind="heads", is_active=True)
     run = CurationRun.objects.create(project=project, model_version=version, status="running")
     scores = np.linspace(0.9, 0.6, n)
     result = DetectorResult(
@@ -46,7 +45,9 @@ def _flagged(project, n: int = 3, label: str = "a") -> tuple[CurationRun, list[C
         reasons=[f"{i + 3} of 5 models prefer B strongly" for i in range(n)],
     )
     summary = _flags_write(run, [c.pk for c in comparisons], [label] * n, [result])
-    CurationRun.objects.filter(pk=run.pk).update(status="succeeded", summary=summary)
+    CurationRun.objects.filter(pk=run.pk).update(
+        status="succeeded", summary=summary, finished_at=timezone.now()
+    )
     return run, comparisons
 
 
@@ -250,9 +251,7 @@ def test_find_noisy_pairs_button_queues_one_run_for_the_worker(
 ):
     for i in range(20):
         comparison_make(project, a=f"a{i}", b=f"b{i}", label="a", status="labelled")
-    version = ModelVersion.objects.create(
-        project=project, kind="heads", status="succeeded", is_active=True
-    )
+    version = ModelVersion.objects.create(project=project, kind="heads", is_active=True)
     _login(client, admin)
     url = reverse("curation:run_start", args=[project.slug])
 

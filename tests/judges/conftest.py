@@ -38,13 +38,15 @@ def labelled_project(project, tmp_path: Path, n: int = 40):
 
 
 def reward_model_train(project):
-    from scoring.services import model_version_train, model_version_train_start, scores_compute
+    """Train and score in this process; returns the new active ModelVersion."""
+    from scoring.services.scores import scores_compute
+    from scoring.services.training import training_run_create, training_run_execute
 
-    version = model_version_train_start(project=project, config=TRAIN_CONFIG, enqueue=False)
-    version = model_version_train(version=version)
-    assert version.status == "succeeded", version.error
-    scores_compute(version=version)
-    return version
+    run = training_run_create(project=project, config=TRAIN_CONFIG)
+    run = training_run_execute(run=run)
+    assert run.status == "succeeded", run.error
+    scores_compute(version=run.model_version)
+    return run.model_version
 
 
 @pytest.fixture
@@ -61,3 +63,17 @@ def smollm():
     from curation.judges.llm import model_get
 
     return model_get()
+
+
+@pytest.fixture
+def sent(monkeypatch) -> list[tuple[str, tuple, str | None]]:
+    """The Celery tasks the code sends (name, args, queue), recorded instead of sent."""
+    from config.celery_app import app
+
+    calls: list[tuple[str, tuple, str | None]] = []
+
+    def send_task(name, args=(), queue=None, **kwargs):
+        calls.append((name, tuple(args), queue))
+
+    monkeypatch.setattr(app, "send_task", send_task)
+    return calls

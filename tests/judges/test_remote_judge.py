@@ -10,7 +10,8 @@ import pytest
 
 from annotation.models import Judgement
 from curation.judges.models import AIAnnotator, AIVerdict
-from curation.judges.services import ai_judgements_run, annotator_create
+from curation.judges.services.annotators import annotator_create
+from curation.judges.services.runs import ai_judgements_run
 from curation.judges.verdicts import answer_parse
 from tests.factories import comparison_make
 from tests.judges.llm_server import LLMServer

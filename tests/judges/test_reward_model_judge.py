@@ -5,15 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from annotation.exceptions import ApplicationError
 from annotation.models import Comparison, Judgement
+from core.exceptions import ApplicationError
 from curation.judges.models import AIAnnotator, AIJudgingRun, AIVerdict
 from curation.judges.selectors import ai_human_agreement, ai_verdicts_for
-from curation.judges.services import (
+from curation.judges.services.annotators import annotator_create
+from curation.judges.services.runs import (
+    BATCH,
     ai_judgements_run,
-    annotator_create,
-    judgement_idempotency_key,
+    ai_judging_run_create,
+    ai_judging_run_execute,
 )
+from curation.judges.services.writing import judgement_idempotency_key
 from curation.judges.verdicts import orders_combine, reward_model_verdicts
 from scoring.models import Score
 from tests.factories import comparison_make, judgement_make
@@ -53,7 +56,7 @@ def test_run_writes_one_ai_judgement_per_comparison_and_refreshes_labels(trained
     run = ai_judgements_run(annotator=annotator)
 
     total = Comparison.objects.filter(project=project).count()
-    assert (run.status, run.total, run.done, run.ok_count, run.failed_count) == (
+    assert (run.status, run.progress_total, run.progress_done, run.ok_count, run.failed_count) == (
         "succeeded",
         total,
         total,
@@ -97,11 +100,11 @@ def test_running_again_on_the_same_version_makes_nothing_new(trained, project):
     again = ai_judgements_run(annotator=annotator)
 
     assert again.status == "succeeded"
-    assert (again.skipped_count, again.ok_count, again.failed_count) == (first.total, 0, 0)
+    assert (again.skipped_count, again.ok_count, again.failed_count) == (first.progress_total, 0, 0)
     assert (
         list(Judgement.objects.filter(source_kind="ai").values_list("id", "choice")) == judgements
     )
-    assert AIVerdict.objects.count() == first.total
+    assert AIVerdict.objects.count() == first.progress_total
 
 
 @pytest.mark.django_db
@@ -113,7 +116,7 @@ def test_new_model_version_updates_the_judgement_and_keeps_verdict_history(train
     second = ai_judgements_run(annotator=annotator)
 
     assert second.model_version == f"reward-model#{second_version.pk}" != first.model_version
-    n = first.total
+    n = first.progress_total
     assert Judgement.objects.filter(source_kind="ai").count() == n
     assert set(
         Judgement.objects.filter(source_kind="ai").values_list("model_version", flat=True)
@@ -149,7 +152,7 @@ def test_given_ids_only_and_agreement_with_humans(trained, project, admin, annot
         Comparison.objects.filter(project=project).order_by("id").values_list("id", flat=True)
     )
     run = ai_judgements_run(annotator=rm, comparison_ids=ids[:3])
-    assert (run.scope, run.total, run.ok_count) == ("ids", 3, 3)
+    assert (run.scope, run.progress_total, run.ok_count) == ("ids", 3, 3)
     verdicts = dict(AIVerdict.objects.values_list("comparison_id", "choice"))
     assert set(verdicts) == set(ids[:3])
     flip = {"a": "b", "b": "a"}
@@ -162,16 +165,32 @@ def test_given_ids_only_and_agreement_with_humans(trained, project, admin, annot
 
 
 @pytest.mark.django_db
-def test_a_run_stopped_at_its_time_budget_goes_on_where_it_stopped(trained, project):
-    from curation.judges.services import BATCH, ai_judging_run_create, ai_judging_run_execute
-
+def test_a_run_past_its_time_budget_is_queued_again_and_goes_on_where_it_stopped(
+    trained, project, sent, django_capture_on_commit_callbacks
+):
     annotator = annotator_create(project=project, name="rm", kind=AIAnnotator.Kind.REWARD_MODEL)
-    run = ai_judging_run_create(annotator=annotator, enqueue=False)
+    run = ai_judging_run_create(annotator=annotator)
 
-    run = ai_judging_run_execute(run=run, time_budget_s=0)  # one batch, then it stops
+    with django_capture_on_commit_callbacks(execute=True):
+        run = ai_judging_run_execute(run=run, time_budget_s=0)  # one batch, then it defers
 
-    assert (run.status, run.done, run.ok_count, run.total) == ("running", BATCH, BATCH, 40)
-    assert AIVerdict.objects.count() == BATCH
-    run = ai_judging_run_execute(run=run)  # what the next task call does
-    assert (run.status, run.done, run.ok_count, run.skipped_count) == ("succeeded", 40, 40, 0)
+    # Back in the queue with a fresh delivery count, its continuation task sent.
+    assert (run.status, run.attempts, run.progress_done, run.ok_count, run.progress_total) == (
+        "queued",
+        0,
+        BATCH,
+        BATCH,
+        40,
+    )
+    assert run.finished_at is None
+    assert sent == [(AIJudgingRun.TASK, (run.pk,), run.queue)]
+    assert AIVerdict.objects.filter(run=run).count() == BATCH
+    run = ai_judging_run_execute(run=run)  # what the continuation task does
+    assert (run.status, run.progress_done, run.ok_count, run.skipped_count) == (
+        "succeeded",
+        40,
+        40,
+        0,
+    )
+    assert AIVerdict.objects.filter(run=run).count() == 40
     assert Judgement.objects.filter(source_kind="ai").count() == 40

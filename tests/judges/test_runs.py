@@ -11,7 +11,8 @@ from django.core.management import CommandError, call_command
 
 from annotation.models import Comparison, Judgement
 from curation.judges.models import AIAnnotator, AIJudgingRun, AIVerdict
-from curation.judges.services import ai_judgements_run, ai_judging_run_start, annotator_create
+from curation.judges.services.annotators import annotator_create
+from curation.judges.services.runs import ai_judgements_run, ai_judging_run_start
 from tests.factories import comparison_make
 from tests.judges.conftest import labelled_project, reward_model_train
 
@@ -32,7 +33,12 @@ def test_worker_runs_the_reward_model_judge(project, tmp_path, celery_worker):
         time.sleep(0.5)
         run.refresh_from_db()
     assert run.status == "succeeded", run.error
-    assert (run.total, run.done, run.ok_count, run.failed_count) == (30, 30, 30, 0)
+    assert (run.progress_total, run.progress_done, run.ok_count, run.failed_count) == (
+        30,
+        30,
+        30,
+        0,
+    )
     assert Judgement.objects.filter(source_kind="ai", source_name="ai:rm").count() == 30
     assert AIVerdict.objects.filter(annotator=annotator, status="ok").count() == 30
 

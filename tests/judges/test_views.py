@@ -6,7 +6,8 @@ import pytest
 from django.urls import reverse
 
 from curation.judges.models import AIAnnotator, AIJudgingRun, AIVerdict
-from curation.judges.services import ai_judging_run_execute, annotator_create
+from curation.judges.services.annotators import annotator_create
+from curation.judges.services.runs import ai_judging_run_execute
 from tests.factories import PASSWORD, comparison_make
 
 KEY = "sk-page-5e1f0c2a-NEVER-SHOWN"
@@ -181,7 +182,7 @@ def test_run_is_queued_polled_and_shows_counts(
     assert "hx-trigger" not in body
     run.refresh_from_db()
     # Imported pairs are routed to humans by default: none of them is in scope.
-    assert (run.total, run.ok_count) == (0, 0)
+    assert (run.status, run.progress_total, run.ok_count) == ("succeeded", 0, 0)
 
 
 @pytest.mark.django_db

@@ -10,6 +10,7 @@ import pytest
 
 from annotation.models import Candidate, Comparison, Prompt
 from annotation.services.importing import pairs_import
+from tests.judges.conftest import sent  # noqa: F401 (a fixture for the routing tests too)
 
 TOPICS = ["bread", "tea", "bikes", "taxes", "python", "gardens", "chess", "jazz", "rain", "maps"]
 
@@ -69,14 +70,14 @@ def labelled_import(project, tmp_path, n: int = 60) -> None:
 @pytest.fixture
 def trained(project, tmp_path):
     """60 imported labelled pairs, a trained active heads model scored on 20 open pairs."""
-    from scoring.services import model_version_train, model_version_train_start, scores_compute
+    from scoring.services.scores import scores_compute
+    from scoring.services.training import training_run_create, training_run_execute
 
     labelled_import(project, tmp_path)
     open_pairs = open_pairs_make(project, 20)
-    version = model_version_train(
-        version=model_version_train_start(project=project, config=TRAIN_CONFIG, enqueue=False)
-    )
-    assert version.status == "succeeded", version.error
+    run = training_run_execute(run=training_run_create(project=project, config=TRAIN_CONFIG))
+    assert run.status == "succeeded", run.error
+    version = run.model_version
     assert version.is_active
     scores_compute(version=version)
     return version, open_pairs

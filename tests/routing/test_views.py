@@ -9,8 +9,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotation.models import Comparison
-from curation.routing.models import RoutingRun
-from curation.routing.services import pairs_route, routing_settings_update
+from core.runs import runs_sweep
+from curation.routing.models import RoutingRun, RoutingSettings
+from curation.routing.selectors import routing_settings_get
+from curation.routing.services.project_settings import routing_settings_update
+from curation.routing.services.runs import pairs_route, routing_run_create, routing_run_execute
 from tests.routing.conftest import open_pairs_make
 
 pytestmark = pytest.mark.django_db
@@ -52,8 +55,7 @@ def test_non_admins_get_404_everywhere(client, project, who, request):
     assert client.get(_url("run_detail", run.id)).status_code == 404
     assert client.post(_url("settings"), {"policy": "all_ai", "budget": ""}).status_code == 404
     assert client.post(_url("run")).status_code == 404
-    project.refresh_from_db()
-    assert project.routing_policy == "all_human"
+    assert not RoutingSettings.objects.filter(project=project).exists()
     assert RoutingRun.objects.filter(project=project).count() == 1
 
 
@@ -67,17 +69,19 @@ def test_settings_form_saves_policy_and_budget(client, admin, project):
     client.force_login(admin)
     response = client.post(_url("settings"), {"policy": "gain", "budget": "30%"})
     assert response.status_code == 302
-    project.refresh_from_db()
-    assert project.routing_policy == "gain"
-    assert project.human_budget is None
-    assert project.human_budget_fraction == 0.3
+    chosen = routing_settings_get(project=project)
+    assert chosen.policy == "gain"
+    assert chosen.human_budget is None
+    assert chosen.human_budget_fraction == 0.3
     response = client.post(_url("settings"), {"policy": "uncertainty", "budget": "120"})
-    project.refresh_from_db()
-    assert (project.routing_policy, project.human_budget, project.human_budget_fraction) == (
+    assert response.status_code == 302
+    chosen = routing_settings_get(project=project)
+    assert (chosen.policy, chosen.human_budget, chosen.human_budget_fraction) == (
         "uncertainty",
         120,
         None,
     )
+    assert RoutingSettings.objects.filter(project=project).count() == 1
 
 
 @pytest.mark.parametrize(
@@ -95,44 +99,66 @@ def test_bad_settings_show_an_error_and_change_nothing(client, admin, project, d
     response = client.post(_url("settings"), data)
     assert response.status_code == 400
     assert message in response.content.decode()
-    project.refresh_from_db()
-    assert (project.routing_policy, project.human_budget) == ("random", 10)
+    chosen = routing_settings_get(project=project)
+    assert (chosen.policy, chosen.human_budget) == ("random", 10)
 
 
 def test_reroute_now_queues_a_run_and_htmx_gets_the_polling_partial(
-    client, admin, project, django_capture_on_commit_callbacks
+    client, admin, project, sent, django_capture_on_commit_callbacks
 ):
     client.force_login(admin)
-    with django_capture_on_commit_callbacks() as callbacks:
+    with django_capture_on_commit_callbacks(execute=True):
         response = client.post(_url("run"), headers={"HX-Request": "true"})
     assert response.status_code == 200
     run = RoutingRun.objects.get(project=project)
     assert run.status == "queued"
     assert run.trigger == "manual"
     assert run.created_by == admin
-    assert len(callbacks) == 1  # the task, sent once committed
+    assert sent == [(RoutingRun.TASK, (run.pk,), run.queue)]  # sent once committed
     body = response.content.decode()
     assert f'id="run-{run.id}"' in body
     assert 'hx-trigger="every 1s"' in body
-    # Asking again while it waits returns the same run.
-    client.post(_url("run"))
+    # Asking again while it waits returns the same run, and sends nothing more.
+    with django_capture_on_commit_callbacks(execute=True):
+        again = client.post(_url("run"))
+    assert again.status_code == 302
     assert RoutingRun.objects.filter(project=project).count() == 1
-    # A run that has waited too long (its message lost) does not block a new one.
-    RoutingRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(minutes=11))
+    assert len(sent) == 1
+
+
+def test_a_long_waiting_run_is_still_the_one_returned_and_the_sweep_sends_it_again(
+    client, admin, project, sent, django_capture_on_commit_callbacks
+):
+    client.force_login(admin)
     client.post(_url("run"))
-    assert RoutingRun.objects.filter(project=project, status="queued").count() == 2
+    run = RoutingRun.objects.get(project=project)
+    # Its message lost: it waited long past the sweep's resend age.
+    long_ago = timezone.now() - timedelta(minutes=11)
+    RoutingRun.objects.filter(pk=run.pk).update(created_at=long_ago, heartbeat_at=long_ago)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(_url("run"), headers={"HX-Request": "true"})
+
+    assert response.status_code == 200
+    assert f'id="run-{run.id}"' in response.content.decode()
+    assert list(RoutingRun.objects.values_list("id", "status")) == [(run.pk, "queued")]
+    assert sent == []  # no second run, no second message from the page
+    with django_capture_on_commit_callbacks(execute=True):
+        assert runs_sweep()["resent"] == 1
+    assert sent == [(RoutingRun.TASK, (run.pk,), run.queue)]
 
 
 def test_run_progress_partial_stops_polling_when_finished(client, admin, project):
     open_pairs_make(project, 6)
     client.force_login(admin)
-    queued = RoutingRun.objects.create(project=project, policy="all_human")
+    queued = routing_run_create(project=project)  # as Re-route now makes it: no policy of its own
     response = client.get(_url("run_detail", queued.id), headers={"HX-Request": "true"})
     assert response.status_code == 200
     assert "every 1s" in response.content.decode()
 
+    # Saved while the run waits: it routes under the settings it finds when it runs, as
+    # the page says ("saved; re-route to apply them").
     routing_settings_update(project=project, policy="all_ai")
-    from curation.routing.services import routing_run_execute
 
     routing_run_execute(run=queued)
     response = client.get(_url("run_detail", queued.id), headers={"HX-Request": "true"})

@@ -13,7 +13,7 @@ from annotation.services.importing import pairs_import
 from scoring.encoders import Encoder, TextEncoder, encoder_for
 from scoring.models import Embedding
 from scoring.selectors import EmbeddingsMissing, embeddings_load, embeddings_missing
-from scoring.services import embeddings_compute, embeddings_compute_project
+from scoring.services.embeddings import embeddings_compute, embeddings_compute_project
 from tests.factories import ProjectFactory
 
 ROWS = [

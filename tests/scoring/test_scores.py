@@ -14,10 +14,12 @@ from django.core.files.base import ContentFile
 from django.db import connection
 
 from annotation.models import Candidate, Comparison, Prompt
-from scoring import services
+from core.exceptions import ApplicationError
 from scoring.models import Embedding, ModelVersion, Score
 from scoring.selectors import embeddings_load
-from scoring.services import _vectors_write, encoder_current, scores_compute
+from scoring.services import scores
+from scoring.services.embeddings import _vectors_write, encoder_current
+from scoring.services.scores import scores_compute
 from scoring.train import (
     PairArrays,
     TrainConfig,
@@ -54,11 +56,7 @@ def _artifact(seed: int) -> bytes:
 
 
 def _trained_version(project, seed: int = 0) -> ModelVersion:
-    version = ModelVersion.objects.create(
-        project=project,
-        kind=ModelVersion.Kind.HEADS,
-        status=ModelVersion.Status.SUCCEEDED,
-    )
+    version = ModelVersion.objects.create(project=project, kind=ModelVersion.Kind.HEADS)
     version.artifact.save(f"test-{version.pk}.pt", ContentFile(_artifact(seed)))
     return version
 
@@ -139,7 +137,7 @@ def _assert_close(stored, expected, atol):
 
 @pytest.mark.django_db
 def test_every_comparison_gets_its_own_score(monkeypatch):
-    monkeypatch.setattr(services, "SCORE_CHUNK", 7)  # several rounds, one of them short
+    monkeypatch.setattr(scores, "SCORE_CHUNK", 7)  # several rounds, one of them short
     project = ProjectFactory()
     comparisons = _comparisons(project, n_prompts=12, responses=4)  # 24 comparisons
     _vectors_for(project)
@@ -174,13 +172,13 @@ def _connections_open(expected: int | None = None) -> int:
 def readers(monkeypatch) -> list[str]:
     """The names of the threads that read each round of comparisons, in order."""
     names: list[str] = []
-    read = services._score_chunk_read
+    read = scores._score_chunk_read
 
     def spy(*args):
         names.append(threading.current_thread().name)
         return read(*args)
 
-    monkeypatch.setattr(services, "_score_chunk_read", spy)
+    monkeypatch.setattr(scores, "_score_chunk_read", spy)
     return names
 
 
@@ -189,7 +187,7 @@ def readers(monkeypatch) -> list[str]:
 def test_outside_a_transaction_rounds_are_read_ahead_on_a_connection_of_their_own(
     monkeypatch, readers, with_vectors
 ):
-    monkeypatch.setattr(services, "SCORE_CHUNK", 5)
+    monkeypatch.setattr(scores, "SCORE_CHUNK", 5)
     project = ProjectFactory()
     comparisons = _comparisons(project, n_prompts=8, responses=4)  # 16 comparisons
     if with_vectors:
@@ -220,7 +218,7 @@ def test_inside_a_transaction_rounds_are_read_in_this_thread(readers):
 
 @pytest.mark.django_db
 def test_scoring_again_overwrites_in_place_and_adds_nothing(monkeypatch):
-    monkeypatch.setattr(services, "SCORE_CHUNK", 5)
+    monkeypatch.setattr(scores, "SCORE_CHUNK", 5)
     project = ProjectFactory()
     _comparisons(project, n_prompts=6, responses=4)  # 12 comparisons
     _vectors_for(project)
@@ -301,7 +299,7 @@ def test_contents_without_vectors_are_embedded_first():
 
 @pytest.mark.django_db
 def test_comparisons_with_an_image_side_are_left_out(monkeypatch):
-    monkeypatch.setattr(services, "SCORE_CHUNK", 2)
+    monkeypatch.setattr(scores, "SCORE_CHUNK", 2)
     project = ProjectFactory()
     text = _comparisons(project, n_prompts=1, responses=2)
     prompt = text[0].prompt
@@ -329,6 +327,6 @@ def test_a_version_without_a_model_is_refused():
     project = ProjectFactory()
     version = ModelVersion.objects.create(project=project, kind=ModelVersion.Kind.HEADS)
 
-    with pytest.raises(services.ApplicationError, match="no trained model"):
+    with pytest.raises(ApplicationError, match="no trained model"):
         scores_compute(version=version)
     assert not Score.objects.exists()

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from scoring.train import (
-    Cancelled,
     PairArrays,
     TrainConfig,
     ensemble_load,
@@ -105,16 +104,21 @@ def test_scores_are_probabilities_with_spread_and_swap_symmetry():
     np.testing.assert_allclose(p_ab + p_ba, 1.0, atol=1e-5)
 
 
-def test_should_stop_cancels_training():
+class Stop(Exception):
+    pass
+
+
+def test_a_progress_callback_that_raises_stops_training():
+    """How a run's cancel reaches the trainer: its progress report raises."""
     seen = []
 
-    with pytest.raises(Cancelled):
-        train_ensemble(
-            _config(progress_every=2),
-            _separable_pairs(512, seed=4),
-            progress=lambda done, total, loss: seen.append(done),
-            should_stop=lambda: len(seen) >= 2,
-        )
+    def progress(done, total, loss):
+        seen.append(done)
+        if len(seen) == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_ensemble(_config(progress_every=2), _separable_pairs(512, seed=4), progress=progress)
 
     assert seen == [2, 4]
 

@@ -8,18 +8,21 @@ from pathlib import Path
 
 import orjson
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
+from django.db import connections
 
-from annotation.exceptions import ApplicationError
 from annotation.models import Comparison
 from annotation.services.importing import pairs_import
-from scoring import services
-from scoring.models import ModelVersion, Score
-from scoring.services import (
-    model_version_cancel,
-    model_version_train,
-    model_version_train_start,
-    scores_compute,
+from core.exceptions import ApplicationError
+from core.locks import Lock
+from scoring.models import ModelVersion, Score, TrainingRun
+from scoring.services import training
+from scoring.services.scores import scores_compute
+from scoring.services.training import (
+    training_run_cancel,
+    training_run_create,
+    training_run_execute,
+    training_run_start,
 )
 from scoring.train import ensemble_load
 
@@ -54,9 +57,9 @@ def labelled(project, tmp_path):
     return project
 
 
-def _train(project, config=CONFIG) -> ModelVersion:
-    version = model_version_train_start(project=project, config=config)
-    return model_version_train(version=version)
+def _train(project, config=CONFIG) -> TrainingRun:
+    run = training_run_create(project=project, config=config)
+    return training_run_execute(run=run)
 
 
 @pytest.mark.django_db
@@ -64,20 +67,25 @@ def test_training_makes_an_active_version_with_metrics_and_scores(
     labelled, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks() as callbacks:
-        version = model_version_train_start(project=labelled, config=CONFIG)
+        run = training_run_start(project=labelled, config=CONFIG)
     assert len(callbacks) == 1  # the training task, sent once committed
-    assert version.status == "queued"
+    assert (run.status, run.trigger, run.label_count) == ("queued", "manual", 60)
+    assert run.model_version is None
 
-    version = model_version_train(version=version)
+    run = training_run_execute(run=run)
 
-    assert version.status == "succeeded", version.error
+    assert run.status == "succeeded", run.error
+    version = run.model_version
     assert version.is_active
+    assert version.training_run == run
+    assert (version.kind, version.config, version.label_count) == ("heads", run.config, 60)
     assert version.metrics["eval_accuracy"] >= 0.9
     assert version.metrics["eval_pairs"] > 0
     assert len(version.label_set_hash) == 64
-    assert version.progress_total > 0
-    assert version.progress_done == version.progress_total
-    assert version.loss_history[-1] < version.loss_history[0]
+    assert run.progress_total > 0
+    assert run.progress_done == run.progress_total
+    assert run.percent == 100
+    assert run.loss_history[-1] < run.loss_history[0]
     with version.artifact.open("rb") as fh:
         ensemble = ensemble_load(io.BytesIO(fh.read()))
     assert ensemble.members == 3
@@ -93,59 +101,78 @@ def test_training_makes_an_active_version_with_metrics_and_scores(
 
 
 @pytest.mark.django_db
+def test_create_makes_a_queued_run_and_enqueues_nothing(
+    labelled, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as callbacks:
+        run = training_run_create(project=labelled, config=CONFIG)
+    assert callbacks == []
+    run.refresh_from_db()
+    assert (run.status, run.attempts, run.queue) == ("queued", 0, "cpu")
+    assert not ModelVersion.objects.exists()
+
+
+@pytest.mark.django_db
 def test_second_run_deactivates_the_first(labelled):
     first = _train(labelled)
     second = _train(labelled)
-    first.refresh_from_db()
-    assert second.is_active
-    assert not first.is_active
+    first.model_version.refresh_from_db()
+    assert second.model_version.is_active
+    assert not first.model_version.is_active
     assert first.status == second.status == "succeeded"
-    assert first.label_set_hash == second.label_set_hash
+    assert first.model_version.label_set_hash == second.model_version.label_set_hash
+    assert ModelVersion.objects.filter(project=labelled).count() == 2
 
 
 @pytest.mark.django_db
 def test_finished_run_is_not_trained_again(labelled):
-    version = _train(labelled)
-    artifact = version.artifact.name
-    assert model_version_train(version=version).artifact.name == artifact
+    run = _train(labelled)
+    version = run.model_version
+    again = training_run_execute(run=run)
+    assert (again.status, again.attempts) == ("succeeded", 1)
+    assert again.model_version == version
+    assert again.model_version.artifact.name == version.artifact.name
+    assert ModelVersion.objects.count() == 1
 
 
 @pytest.mark.django_db
 def test_a_run_left_running_by_a_killed_worker_trains_again(labelled):
     """What a worker killed mid-training leaves: a row marked running, nothing registered.
     The re-delivered task (acks_late, reject_on_worker_lost) trains it from the start."""
-    version = model_version_train_start(project=labelled, config=CONFIG, enqueue=False)
-    ModelVersion.objects.filter(pk=version.pk).update(status="running", progress_done=7)
-    assert not ModelVersion.objects.filter(project=labelled, is_active=True).exists()
+    run = training_run_create(project=labelled, config=CONFIG)
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status="running", phase="training", progress_done=7, attempts=1
+    )
+    assert not ModelVersion.objects.exists()
 
-    done = model_version_train(version=version)
+    done = training_run_execute(run=run)
 
-    assert (done.status, done.is_active) == ("succeeded", True)
-    assert ensemble_load(io.BytesIO(done.artifact.read())) is not None
+    assert (done.status, done.attempts) == ("succeeded", 2)
+    assert done.model_version.is_active
+    assert ensemble_load(io.BytesIO(done.model_version.artifact.read())) is not None
+    assert ModelVersion.objects.count() == 1
 
 
 @pytest.mark.django_db
 def test_a_run_another_worker_holds_is_left_alone(labelled):
-    from django.db import connections
-
-    version = model_version_train_start(project=labelled, config=CONFIG, enqueue=False)
+    run = training_run_create(project=labelled, config=CONFIG)
     other = connections.create_connection("default")
     try:
         with other.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_advisory_lock(%s, %s)", [services.MODEL_VERSION_LOCK, version.pk]
-            )
-        left = model_version_train(version=version)
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [int(Lock.TRAINING_RUN), run.pk])
+        left = training_run_execute(run=run)
     finally:
         other.close()
-    assert (left.status, left.is_active) == ("queued", False)
+    assert (left.status, left.attempts, left.model_version) == ("queued", 0, None)
+    assert not ModelVersion.objects.exists()
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("config", [{"members": 0}, {"nope": 1}, {"lr": "fast"}])
 def test_bad_config_is_refused_and_makes_no_row(labelled, config):
     with pytest.raises(ApplicationError, match="Bad training options"):
-        model_version_train_start(project=labelled, config=config)
+        training_run_create(project=labelled, config=config)
+    assert not TrainingRun.objects.exists()
     assert not ModelVersion.objects.exists()
 
 
@@ -153,39 +180,38 @@ def test_bad_config_is_refused_and_makes_no_row(labelled, config):
 def test_too_few_labels_is_refused(project, tmp_path):
     _import(project, tmp_path, n=10)
     with pytest.raises(ApplicationError, match="at least 20"):
-        model_version_train_start(project=project)
+        training_run_create(project=project)
+    assert not TrainingRun.objects.exists()
     assert not ModelVersion.objects.exists()
 
 
 @pytest.mark.django_db
-def test_cancel_during_training_stops_it_and_activates_nothing(labelled, monkeypatch):
-    active = _train(labelled)
-    version = model_version_train_start(project=labelled, config=CONFIG)
-    real = services.train_ensemble
+def test_cancel_during_training_stops_it_and_activates_nothing(labelled):
+    active = _train(labelled).model_version
+    run = training_run_create(project=labelled, config=CONFIG)
+    reports = []
 
-    def cancelling(config, train, eval=None, progress=None, should_stop=None):  # noqa: A002
-        def progress_then_cancel(done, total, loss):
-            progress(done, total, loss)
-            model_version_cancel(version=ModelVersion.objects.get(pk=version.pk))
+    def cancel_once_training(done, total, phase):
+        reports.append(phase)
+        if phase == "training":
+            training_run_cancel(run=TrainingRun.objects.get(pk=run.pk))
 
-        return real(config, train, eval, progress_then_cancel, should_stop)
+    run = training_run_execute(run=run, on_progress=cancel_once_training)
 
-    monkeypatch.setattr(services, "train_ensemble", cancelling)
-    version = model_version_train(version=version)
-
-    assert version.status == "cancelled"
-    assert not version.is_active
-    assert not version.artifact
+    assert run.status == "cancelled"
+    assert reports.count("training") == 1  # stopped at the report after the cancel
+    assert run.model_version is None
     assert ModelVersion.objects.get(is_active=True) == active
+    assert ModelVersion.objects.count() == 1
 
 
 @pytest.mark.django_db
 def test_cancelled_before_start_is_never_trained(labelled):
-    version = model_version_train_start(project=labelled, config=CONFIG)
-    model_version_cancel(version=version)
-    version = model_version_train(version=version)
-    assert version.status == "cancelled"
-    assert version.progress_done == 0
+    run = training_run_create(project=labelled, config=CONFIG)
+    training_run_cancel(run=run)
+    run = training_run_execute(run=run)
+    assert (run.status, run.attempts, run.progress_done) == ("cancelled", 0, 0)
+    assert not ModelVersion.objects.exists()
 
 
 @pytest.mark.django_db
@@ -193,11 +219,13 @@ def test_failure_marks_the_run_failed_with_the_reason(labelled, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory (simulated)")
 
-    monkeypatch.setattr(services, "train_ensemble", broken)
-    version = _train(labelled)
-    assert version.status == "failed"
-    assert "out of memory (simulated)" in version.error
-    assert not ModelVersion.objects.filter(is_active=True).exists()
+    monkeypatch.setattr(training, "train_ensemble", broken)
+    run = _train(labelled)
+    assert run.status == "failed"
+    assert run.error == "RuntimeError: out of memory (simulated)"
+    assert run.finished_at is not None
+    assert run.model_version is None
+    assert not ModelVersion.objects.exists()  # a failed run makes no model version
 
 
 @pytest.mark.django_db
@@ -211,28 +239,61 @@ def test_command_wait_trains_and_prints_metrics(labelled, capsys):
         orjson.dumps(CONFIG).decode(),
     )
     out = capsys.readouterr().out
+    run = TrainingRun.objects.get()
+    assert run.status == "succeeded"
+    assert run.model_version.is_active
+    assert out.startswith(
+        f"training run {run.pk} succeeded: model version {run.model_version.pk} is active\n"
+    )
     assert "eval_accuracy=" in out
-    assert ModelVersion.objects.get().is_active
-    assert Score.objects.count() == 60
+    assert "scored_comparisons=60" in out
+    assert Score.objects.filter(model_version=run.model_version).count() == 60
+
+
+@pytest.mark.django_db
+def test_command_wait_exits_with_the_runs_reason_when_training_fails(labelled, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(training, "train_ensemble", broken)
+    with pytest.raises(
+        CommandError, match=r"^training run #\d+ failed: RuntimeError: out of memory \(simulated\)$"
+    ):
+        call_command("train_reward_model", "--project", labelled.slug, "--wait")
+    assert capsys.readouterr().out == ""
+    assert TrainingRun.objects.get().status == "failed"
+    assert not ModelVersion.objects.exists()
+    assert not Score.objects.exists()
+
+
+@pytest.mark.django_db
+def test_command_without_wait_queues_a_run_for_a_worker(
+    labelled, capsys, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as callbacks:
+        call_command("train_reward_model", "--project", labelled.slug)
+    run = TrainingRun.objects.get()
+    assert capsys.readouterr().out == f"training run {run.pk} queued; a worker will train it\n"
+    assert len(callbacks) == 1
+    assert run.status == "queued"
+    assert not ModelVersion.objects.exists()
 
 
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_worker_trains_and_scores(project, tmp_path, celery_worker):
     _import(project, tmp_path)
-    version = model_version_train_start(project=project, config=CONFIG)
+    run = training_run_start(project=project, config=CONFIG)
 
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        version.refresh_from_db()
-        if version.status in ("succeeded", "failed", "cancelled") and (
-            version.status != "succeeded" or Score.objects.filter(model_version=version).count()
-        ):
-            break
+    while not run.is_finished:
+        assert time.monotonic() < deadline, f"not trained in time ({run.status})"
         time.sleep(0.5)
-    assert version.status == "succeeded", version.error
-    assert version.is_active
+        run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    assert run.attempts == 1
+    assert run.model_version.is_active
     deadline = time.monotonic() + 60
-    while Score.objects.filter(model_version=version).count() < 60:
+    while Score.objects.filter(model_version=run.model_version).count() < 60:
         assert time.monotonic() < deadline, "scores were not computed"
         time.sleep(0.5)

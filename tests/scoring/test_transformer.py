@@ -12,14 +12,15 @@ import pytest
 import torch
 from django.core.management import call_command
 
-from annotation.exceptions import ApplicationError
 from annotation.models import Comparison
-from scoring.models import ModelVersion, Score
-from scoring.services import (
+from core.exceptions import ApplicationError
+from scoring.models import ModelVersion, Score, TrainingRun
+from scoring.services.scores import scores_compute
+from scoring.services.training import (
     gpu_worker_available,
-    model_version_train,
-    model_version_train_start,
-    scores_compute,
+    training_run_create,
+    training_run_execute,
+    training_run_start,
 )
 from scoring.transformer import (
     TextPairs,
@@ -74,11 +75,21 @@ def test_training_records_progress_and_metrics_and_round_trips():
     assert again.config["max_steps"] == 3
 
 
-def test_cancel_stops_training():
-    from scoring.train import Cancelled
+class Stop(Exception):
+    pass
 
-    with pytest.raises(Cancelled):
-        transformer_train(TransformerConfig(**TINY), _toy_pairs(8), should_stop=lambda: True)
+
+def test_a_progress_callback_that_raises_stops_training():
+    """How a run's cancel reaches the trainer: its progress report raises."""
+    steps = []
+
+    def progress(step, total, loss):
+        steps.append(step)
+        raise Stop
+
+    with pytest.raises(Stop):
+        transformer_train(TransformerConfig(**TINY), _toy_pairs(8), progress=progress)
+    assert steps == [1]
 
 
 @pytest.mark.parametrize(
@@ -107,19 +118,19 @@ def test_a_zip_that_is_not_an_artifact_is_refused():
 @pytest.mark.django_db
 def test_transformer_run_registers_an_active_version_and_scores(project, tmp_path):
     _import(project, tmp_path, n=24)
-    version = model_version_train_start(
-        project=project, kind="transformer", config=TINY, enqueue=False
-    )
-    version = model_version_train(version=version)
+    run = training_run_create(project=project, kind="transformer", config=TINY)
+    run = training_run_execute(run=run)
 
-    assert version.status == "succeeded", version.error
+    assert run.status == "succeeded", run.error
+    version = run.model_version
     assert version.is_active
     assert version.kind == "transformer"
     assert version.metrics["train_steps"] == 3
     assert version.metrics["eval_accuracy"] is not None
     assert version.metrics["device"] == "cpu"
-    assert len(version.loss_history) == 3
-    assert version.label_count == 24
+    assert len(run.loss_history) == 3
+    assert (run.progress_done, run.progress_total) == (3, 3)
+    assert version.label_count == run.label_count == 24
     assert len(version.label_set_hash) == 64
     assert version.artifact.name.endswith(".zip")
 
@@ -133,7 +144,8 @@ def test_transformer_run_registers_an_active_version_and_scores(project, tmp_pat
 def test_transformer_options_are_checked_before_a_row_is_made(project, tmp_path):
     _import(project, tmp_path, n=24)
     with pytest.raises(ApplicationError, match="Bad training options: backbone"):
-        model_version_train_start(project=project, kind="transformer", config={"backbone": "x"})
+        training_run_start(project=project, kind="transformer", config={"backbone": "x"})
+    assert not TrainingRun.objects.exists()
     assert not ModelVersion.objects.exists()
 
 
@@ -143,7 +155,8 @@ def test_without_a_gpu_worker_a_big_transformer_run_is_refused(project, tmp_path
     settings.SCORING_TRANSFORMER_CPU_MAX_PAIRS = 20
     assert not gpu_worker_available(timeout=0.5)  # the test broker has no gpu worker
     with pytest.raises(ApplicationError, match="No GPU worker is up"):
-        model_version_train_start(project=project, kind="transformer", config=TINY)
+        training_run_start(project=project, kind="transformer", config=TINY)
+    assert not TrainingRun.objects.exists()
     assert not ModelVersion.objects.exists()
 
 
@@ -163,6 +176,8 @@ def test_command_trains_a_transformer_and_prints_metrics(project, tmp_path, caps
     out = capsys.readouterr().out
     assert "eval_accuracy=" in out
     assert "scored_comparisons=24" in out
+    run = TrainingRun.objects.get()
+    assert (run.status, run.kind) == ("succeeded", "transformer")
     assert ModelVersion.objects.get().kind == "transformer"
 
 
@@ -170,17 +185,20 @@ def test_command_trains_a_transformer_and_prints_metrics(project, tmp_path, caps
 @pytest.mark.django_db(transaction=True)
 def test_worker_fine_tunes_on_the_cpu_queue_without_a_gpu_worker(project, tmp_path, celery_worker):
     _import(project, tmp_path, n=24)
-    version = model_version_train_start(project=project, kind="transformer", config=TINY)
-    assert version.queue == "cpu"
+    run = training_run_start(project=project, kind="transformer", config=TINY)
+    assert run.queue == "cpu"
 
     deadline = time.monotonic() + 240
-    while Score.objects.filter(model_version=version).count() < 24:
-        version.refresh_from_db()
-        assert version.status not in ("failed", "cancelled"), version.error
-        assert time.monotonic() < deadline, f"not trained and scored in time ({version.status})"
+    while not run.is_finished:
+        assert time.monotonic() < deadline, f"not trained in time ({run.status})"
         time.sleep(1)
-    version.refresh_from_db()
-    assert (version.status, version.is_active) == ("succeeded", True)
+        run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    version = run.model_version
+    assert (version.is_active, version.queue) == (True, "cpu")
+    while Score.objects.filter(model_version=version).count() < 24:
+        assert time.monotonic() < deadline, "not scored in time"
+        time.sleep(1)
 
 
 @pytest.mark.gpu

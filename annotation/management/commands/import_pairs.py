@@ -7,12 +7,17 @@ from django.db import transaction
 
 from annotation import formats
 from annotation.models import Project
-from annotation.services.importing import ImportRejected, pairs_import
+from annotation.services.importing import import_job_create, import_job_execute
 from annotation.services.projects import project_create
+from core.exceptions import ApplicationError
+from core.progress import CommandProgress, run_command_check
 
 
 class Command(BaseCommand):
-    help = "Import preference pairs (TRL, hh-rlhf or ranked; JSONL, JSONL.gz, CSV or Parquet)."
+    help = (
+        "Import preference pairs (TRL, hh-rlhf or ranked; JSONL, JSONL.gz, CSV or Parquet) as an "
+        "import job of the project, here and now, with a progress bar."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", type=Path)
@@ -31,32 +36,27 @@ class Command(BaseCommand):
     def handle(self, *args, file: Path, project: str, create: bool, fmt: str, **opts) -> None:
         if not file.is_file():
             raise CommandError(f"no such file: {file}")
-        with transaction.atomic():
-            proj = Project.objects.filter(slug=project).first()
-            if proj is None and not create:
-                raise CommandError(f"no project '{project}' (add --create to make it)")
-            if proj is None:
-                proj = project_create(slug=project, name=opts.get("name") or project)
-            try:
-                result = pairs_import(
-                    project=proj,
-                    path=file,
-                    source_name=opts.get("source") or f"import:{file.name}",
-                    fmt=fmt,
-                    options=formats.Options(
-                        pairs=opts["pairs"],
-                        max_pairs=opts["max_pairs"],
-                        max_line_bytes=_max_line(),
-                    ),
-                )
-            except ImportRejected as exc:
-                for error in exc.errors:
-                    self.stderr.write(error)
-                raise CommandError(exc.message) from None
-        self.stdout.write(result.message)
-
-
-def _max_line() -> int:
-    from django.conf import settings
-
-    return settings.IMPORT_MAX_LINE_BYTES
+        proj = Project.objects.filter(slug=project).first()
+        if proj is None and not create:
+            raise CommandError(f"no project '{project}' (add --create to make it)")
+        created = proj is None
+        options = {"pairs": opts["pairs"], "max_pairs": opts["max_pairs"]}
+        if opts.get("source"):
+            options["source"] = opts["source"]
+        try:
+            # A file refused before the job exists leaves no project behind either.
+            with transaction.atomic():
+                if created:
+                    proj = project_create(slug=project, name=opts.get("name") or project)
+                job = import_job_create(project=proj, path=file, fmt=fmt, options=options)
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from None
+        with CommandProgress(self.stderr, unit="rows") as progress:
+            job = import_job_execute(job=job, on_progress=progress)
+        if job.status != job.Status.SUCCEEDED:
+            for error in job.errors:
+                self.stderr.write(error)
+            if created:  # a failed import changes nothing, not even the project it named
+                proj.delete()
+        run_command_check(job, what="import")
+        self.stdout.write(job.summary["message"])

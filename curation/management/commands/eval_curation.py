@@ -5,6 +5,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from core.progress import CommandProgress
+
 
 def _rates(value: str) -> tuple[float, ...]:
     try:
@@ -110,7 +112,18 @@ class Command(BaseCommand):
         prompt, a, b = embeddings_for(
             pairs, cache_key=file_digest(path), cache_dir=opts["cache_dir"], log=log
         )
-        raw = evaluate(prompt, a, b, pairs.label_a, pairs.len_a, pairs.len_b, eval_opts, log=log)
+        with CommandProgress(self.stderr, unit="models") as progress:
+            raw = evaluate(
+                prompt,
+                a,
+                b,
+                pairs.label_a,
+                pairs.len_a,
+                pairs.len_b,
+                eval_opts,
+                log=log,
+                progress=lambda done, total: progress(done, total, "training"),
+            )
         lines, last = report(raw, eval_opts)
         for line in lines:
             self.stdout.write(line)

@@ -5,10 +5,11 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from annotation.exceptions import ApplicationError
 from annotation.models import Project
-from curation.models import CurationRun, Detector
-from curation.services import curation_run_execute, curation_run_start
+from core.exceptions import ApplicationError
+from core.progress import CommandProgress, run_command_check
+from curation.models import Detector
+from curation.services.runs import curation_run_create, curation_run_execute, curation_run_start
 
 
 class Command(BaseCommand):
@@ -40,16 +41,17 @@ class Command(BaseCommand):
         if not isinstance(parsed, dict):
             raise CommandError("--options must be a JSON object")
         try:
-            run = curation_run_start(project=proj, options=parsed, enqueue=not wait)
+            if not wait:
+                run = curation_run_start(project=proj, options=parsed)
+                self.stdout.write(f"curation run {run.pk} queued; a worker will run it")
+                return
+            run = curation_run_create(project=proj, options=parsed)
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
-        if not wait:
-            self.stdout.write(f"curation run {run.pk} queued; a worker will run it")
-            return
         started = time.perf_counter()
-        run = curation_run_execute(run=run)
-        if run.status != CurationRun.Status.SUCCEEDED:
-            raise CommandError(f"curation run {run.pk} {run.status}: {run.error}")
+        with CommandProgress(self.stderr, unit="steps") as progress:
+            run = curation_run_execute(run=run, on_progress=progress)
+        run_command_check(run, what="curation run")
         self.stdout.write(
             f"curation run {run.pk} succeeded: {run.pairs} pairs, model version "
             f"{run.model_version_id}, {time.perf_counter() - started:.1f} s"

@@ -4,10 +4,12 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from annotation.exceptions import ApplicationError
 from annotation.models import Project
-from scoring.models import ModelVersion
-from scoring.services import model_version_train, model_version_train_start, scores_compute
+from core.exceptions import ApplicationError
+from core.progress import CommandProgress, run_command_check
+from scoring.models import TrainingRun
+from scoring.services.scores import scores_compute
+from scoring.services.training import training_run_create, training_run_execute, training_run_start
 
 
 class Command(BaseCommand):
@@ -15,12 +17,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--project", required=True, help="project slug")
-        parser.add_argument("--kind", choices=ModelVersion.Kind.values, default="heads")
+        parser.add_argument("--kind", choices=TrainingRun.Kind.values, default="heads")
         parser.add_argument(
             "--config", default="{}", help="training options as JSON, e.g. '{\"epochs\": 8}'"
         )
         parser.add_argument(
-            "--wait", action="store_true", help="train here and now instead of on a worker"
+            "--wait",
+            action="store_true",
+            help="train here and now (with a progress bar) instead of on a worker",
         )
 
     def handle(self, *args, project: str, kind: str, config: str, wait: bool, **opts) -> None:
@@ -34,19 +38,19 @@ class Command(BaseCommand):
         if not isinstance(options, dict):
             raise CommandError("--config must be a JSON object")
         try:
-            version = model_version_train_start(
-                project=proj, kind=kind, config=options, enqueue=not wait
-            )
+            if not wait:
+                run = training_run_start(project=proj, kind=kind, config=options)
+                self.stdout.write(f"training run {run.pk} queued; a worker will train it")
+                return
+            run = training_run_create(project=proj, kind=kind, config=options)
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
-        if not wait:
-            self.stdout.write(f"model version {version.pk} queued; a worker will train it")
-            return
-        version = model_version_train(version=version)
-        if version.status != ModelVersion.Status.SUCCEEDED:
-            raise CommandError(f"model version {version.pk} {version.status}: {version.error}")
+        with CommandProgress(self.stderr, unit="steps") as progress:
+            run = training_run_execute(run=run, on_progress=progress)
+        run_command_check(run, what="training run")
+        version = run.model_version
         scored = scores_compute(version=version)
-        self.stdout.write(f"model version {version.pk} succeeded and is active")
+        self.stdout.write(f"training run {run.pk} succeeded: model version {version.pk} is active")
         for key, value in sorted(version.metrics.items()):
             self.stdout.write(f"{key}={value}")
         self.stdout.write(f"scored_comparisons={scored}")

@@ -6,11 +6,16 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from annotation.exceptions import ApplicationError
 from annotation.models import Judgement, Project
+from core.exceptions import ApplicationError
+from core.progress import CommandProgress, run_command_check
 from curation.judges.models import AIJudgingRun
 from curation.judges.selectors import ai_human_agreement, annotator_get_by_name
-from curation.judges.services import ai_judging_run_create, ai_judging_run_execute
+from curation.judges.services.runs import (
+    ai_judging_run_create,
+    ai_judging_run_execute,
+    ai_judging_run_start,
+)
 
 
 class Command(BaseCommand):
@@ -39,24 +44,18 @@ class Command(BaseCommand):
                 f"Project '{project.slug}' has no AI annotator '{options['annotator']}'."
             )
         try:
-            run = ai_judging_run_create(
-                annotator=annotator, scope=options["scope"], enqueue=not options["wait"]
-            )
+            if not options["wait"]:
+                run = ai_judging_run_start(annotator=annotator, scope=options["scope"])
+                self.stdout.write(f"run={run.id} status=queued model_version={run.model_version}")
+                return
+            run = ai_judging_run_create(annotator=annotator, scope=options["scope"])
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
-        if not options["wait"]:
-            self.stdout.write(f"run={run.id} status=queued model_version={run.model_version}")
-            return
-
-        def progress(done: int, total: int) -> None:
-            self.stderr.write(f"\r{done}/{total}", ending="")
-
         started = time.monotonic()
-        run = ai_judging_run_execute(run=run, progress=progress)
+        with CommandProgress(self.stderr, unit="comparisons") as progress:
+            run = ai_judging_run_execute(run=run, on_progress=progress)
         seconds = time.monotonic() - started
-        self.stderr.write("")
-        if run.status == AIJudgingRun.Status.FAILED:
-            raise CommandError(f"run {run.id} failed: {run.error}")
+        run_command_check(run, what="AI judging run")
         # Agreement of the annotator's current verdicts with human labels, and with human
         # and imported labels together (the majority of those judgements; ties left out).
         human = ai_human_agreement(annotator=annotator)
@@ -65,7 +64,7 @@ class Command(BaseCommand):
             source_kinds=(Judgement.SourceKind.HUMAN, Judgement.SourceKind.IMPORT),
         )
         self.stdout.write(
-            f"run={run.id} status={run.status} total={run.total} ok={run.ok_count} "
+            f"run={run.id} status={run.status} total={run.progress_total} ok={run.ok_count} "
             f"failed={run.failed_count} skipped={run.skipped_count} "
             f"model_version={run.model_version} seconds={seconds:.1f} "
             f"agree_human={_rate(human)} n_human={human['n']} "

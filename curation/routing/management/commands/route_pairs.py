@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from annotation.exceptions import ApplicationError
 from annotation.models import Project
+from core.exceptions import ApplicationError
+from core.progress import CommandProgress, run_command_check
 from curation.routing.policies import POLICIES
-from curation.routing.services import pairs_route, routing_settings_update
+from curation.routing.services.project_settings import routing_settings_update
+from curation.routing.services.runs import pairs_route
 
 
 class Command(BaseCommand):
     help = (
         "Route the unlabelled comparisons of a project (already-labelled ones keep their "
-        "labels). --policy and --budget are saved to the project first."
+        "labels), here and now, then judge the AI-routed ones with the project's AI "
+        "annotator. --policy and --budget are saved to the project first."
     )
 
     def add_arguments(self, parser) -> None:
@@ -37,10 +40,19 @@ class Command(BaseCommand):
         try:
             if policy is not None or budget is not None:
                 routing_settings_update(project=found, policy=policy, budget=budget)
-            run = pairs_route(project=found, apply_ai_labels=not opts["no_ai_labels"])
+            with CommandProgress(self.stderr, unit="comparisons") as progress:
+                run = pairs_route(
+                    project=found, apply_ai_labels=not opts["no_ai_labels"], on_progress=progress
+                )
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
-        counts = run.counts
+        run_command_check(run, what="routing run")
+        counts = dict(run.counts)
+        judging = run.ai_judging_run
+        if judging is not None:
+            judging.refresh_from_db()
+            run_command_check(judging, what="AI judging run")
+        counts["ai_labelled"] = judging.ok_count + judging.skipped_count if judging else 0
         budget_text = "no limit" if run.budget_limit is None else f"{run.budget_limit:,}"
         self.stdout.write(
             f"policy {run.policy_used or run.policy} (asked: {run.policy}), budget {budget_text}"

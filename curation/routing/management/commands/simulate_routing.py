@@ -7,6 +7,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from core.progress import CommandProgress
 from curation.routing.simulation import SimConfig, data_load, last_line, simulate, summary, table
 
 
@@ -73,7 +74,10 @@ class Command(BaseCommand):
             torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
             data = data_load(file, log=log, limit=200 if opts["quick"] else None)
             log(f"{len(data):,} labelled pairs from {file.name}")
-            results = simulate(data, config, log=log)
+            with CommandProgress(self.stderr, unit="runs") as progress:
+                results = simulate(
+                    data, config, log=log, progress=lambda done, total: progress(done, total, "")
+                )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         rows = summary(results)

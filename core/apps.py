@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class CoreConfig(AppConfig):
+    """What every app shares: ApplicationError, the advisory locks, roles and the project-view
+    decorator, and the abstract Run with its one lifecycle (core/runs.py)."""
+
+    name = "core"
+    verbose_name = "Core"

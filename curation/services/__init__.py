@@ -1,0 +1,1 @@
+"""Writes of the curation app, split by job: runs, actions, policy, annotator reliability."""

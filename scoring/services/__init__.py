@@ -1,0 +1,1 @@
+"""Writes of the scoring app, split by job: embeddings, training, scores, project settings."""

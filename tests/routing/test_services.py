@@ -386,7 +386,10 @@ def test_a_worker_routing_run_queues_a_judging_run_over_the_ai_routed_unlabelled
         assert judging.progress_total == 6
         assert run.counts["ai"] == 6
         assert run.counts["ai_to_label"] == 6
-        assert f"AI judging run #{judging.pk} of ai:gpt labels 6 of them" in run.message
+        assert (
+            f"AI judging run #{judging.pk} of ai:gpt labels the 6 AI-routed comparisons "
+            "without a label." in run.message
+        )
         assert sent == [(AIJudgingRun.TASK, (judging.pk,), judging.queue)]
         assert not server.requests
         assert not Judgement.objects.filter(source_kind="ai").exists()

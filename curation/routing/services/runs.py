@@ -183,6 +183,7 @@ def _ai_labels_start(project: Project, annotator, run: RoutingRun, *, enqueue: b
     if enqueue:
         run_enqueue(judging)
     note = (
-        f"AI judging run #{judging.pk} of {annotator.source_name} labels {len(ai_ids):,} of them."
+        f"AI judging run #{judging.pk} of {annotator.source_name} labels the {len(ai_ids):,} "
+        "AI-routed comparisons without a label."
     )
     return judging, note

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.files.storage import FileSystemStorage
 from django.db import models
 from django.db.models import Q
 
@@ -30,6 +31,12 @@ class Project(models.Model):
     label_schema_version = models.PositiveIntegerField(default=1)
     overlap = models.PositiveSmallIntegerField(default=1, help_text="Humans per comparison.")
     gold_ratio = models.FloatField(default=0.0)
+    # Audio projects: a choice counts only once every clip was played to its end (the
+    # labelling page reports each finished play; the submit checks them on the server).
+    require_full_play = models.BooleanField(
+        default=False,
+        help_text="Audio: accept a choice only after both clips were played to the end.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -97,6 +104,8 @@ class Prompt(models.Model):
     text = models.TextField()
     # A conversation as [{"role": ..., "content": ...}]; null for a plain-text prompt.
     messages = models.JSONField(null=True, blank=True)
+    # An image or audio the prompt shows (named by annotation.media.blob_name; its alt text
+    # in metadata["media_alt"]). The content hash then covers the text and the file's hash.
     media = models.FileField(upload_to="prompts/%Y/%m/", blank=True)
     media_content_type = models.CharField(max_length=100, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
@@ -106,6 +115,12 @@ class Prompt(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["project", "content_hash"], name="prompt_unique_content"
+            ),
+        ]
+        indexes = [
+            # The media view's "does this project use this file" look-up.
+            models.Index(
+                fields=["media", "project"], name="prompt_media_idx", condition=~Q(media="")
             ),
         ]
 
@@ -123,10 +138,13 @@ class Candidate(models.Model):
         Prompt, on_delete=models.CASCADE, related_name="candidates", db_index=False
     )
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.TEXT)
+    # For an image or audio candidate: the sha256 of the file's bytes (annotation.media).
     content_hash = models.CharField(max_length=64)
     text = models.TextField(blank=True)
     # A multi-turn response (rare: some transcripts continue after the answer).
     messages = models.JSONField(null=True, blank=True)
+    # Named by annotation.media.blob_name (stored once per content); alt text, when the
+    # manifest gave one, in metadata["alt"].
     file = models.FileField(upload_to="candidates/%Y/%m/", blank=True)
     content_type = models.CharField(max_length=100, blank=True)
     size = models.PositiveBigIntegerField(null=True, blank=True)
@@ -144,6 +162,10 @@ class Candidate(models.Model):
                 | (Q(kind__in=["image", "audio"]) & ~Q(file="")),
                 name="candidate_kind_matches_content",
             ),
+        ]
+        indexes = [
+            # The media view's "does a project of this user use this file" look-up.
+            models.Index(fields=["file"], name="candidate_file_idx", condition=~Q(file="")),
         ]
 
     def __str__(self) -> str:
@@ -281,6 +303,9 @@ class Assignment(models.Model):
     state = models.CharField(max_length=10, choices=State.choices, default=State.LEASED)
     leased_until = models.DateTimeField()
     presentation_order = models.CharField(max_length=2, choices=Order.choices)
+    # Audio: the canonical sides ("a", "b") the annotator played to the end, as the page
+    # reported them; Project.require_full_play checks it at submit.
+    played = models.JSONField(default=list, blank=True)
     skip_reason = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -392,6 +417,8 @@ class RankingAssignment(models.Model):
     leased_until = models.DateTimeField()
     # Candidate ids in the (shuffled) order the annotator first sees them.
     presentation_order = models.JSONField(default=list)
+    # Audio: candidate ids played to the end (Project.require_full_play).
+    played = models.JSONField(default=list, blank=True)
     skip_reason = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -475,6 +502,12 @@ class LabelResolution(models.Model):
         return f"#{self.comparison_id}: {self.previous_label} -> {self.label}"
 
 
+def import_storage() -> FileSystemStorage:
+    """Uploaded import files: under IMPORT_ROOT, outside MEDIA_ROOT, never served; the
+    job deletes its file once it has finished."""
+    return FileSystemStorage(location=settings.IMPORT_ROOT)
+
+
 class ImportJob(Run):
     """One import of a file (web upload or `import_pairs`), with the progress its page polls."""
 
@@ -493,7 +526,7 @@ class ImportJob(Run):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
     # An uploaded file (the import page), or the path of a file on the machine (the
     # import_pairs command), never both.
-    file = models.FileField(upload_to="imports/%Y/%m/", blank=True)
+    file = models.FileField(upload_to="%Y/%m/", storage=import_storage, blank=True)
     source_path = models.CharField(max_length=1000, blank=True)
     original_name = models.CharField(max_length=255)
     format = models.CharField(max_length=8, choices=Format.choices, default=Format.AUTO)

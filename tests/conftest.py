@@ -128,6 +128,7 @@ def worker_env() -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "DATABASE_URL": database_url,
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "IMPORT_ROOT": str(settings.IMPORT_ROOT),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
     }
 

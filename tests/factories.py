@@ -51,6 +51,34 @@ def comparison_make(
     )
 
 
+def media_comparison_make(project: Project, *, kind: str = "image", seed: int = 0, **fields):
+    """A comparison with a text prompt and two image (or audio) candidates whose files are
+    stored as an import stores them (checked, named by content hash)."""
+    from annotation.media import media_inspect
+    from annotation.services.media import media_limits, media_save
+    from tests.media_samples import audio_bytes, image_bytes
+
+    make = image_bytes if kind == "image" else audio_bytes
+    prompt = Prompt.objects.create(
+        project=project, content_hash=uuid.uuid4().hex, text=f"{kind} prompt {seed}"
+    )
+    candidates = []
+    for i in (0, 1):
+        data = make(seed * 2 + i)
+        info = media_inspect(data, media_limits(), expect=kind)
+        media_save(data=data, info=info)
+        candidates.append(
+            Candidate.objects.create(
+                prompt=prompt, kind=kind, content_hash=info.hash, file=info.name,
+                content_type=info.content_type, size=info.size,
+            )
+        )  # fmt: skip
+    return Comparison.objects.create(
+        project=project, prompt=prompt, candidate_a=candidates[0], candidate_b=candidates[1],
+        **fields,
+    )  # fmt: skip
+
+
 def judgement_make(comparison: Comparison, user, choice: str, **fields) -> Judgement:
     """A human judgement by `user`."""
     return Judgement.objects.create(

@@ -113,8 +113,32 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Media (candidate and prompt images and audio) are private: MEDIA_ROOT is never served under
+# a public URL; annotation.views.media serves each file to members of a project that uses it.
 MEDIA_URL = "media/"
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=str(LOCAL_DIR / "media"))
+# Uploaded import files wait here for their job, outside MEDIA_ROOT, and go once it finishes.
+IMPORT_ROOT = env.path("IMPORT_ROOT", default=str(LOCAL_DIR / "imports"))
+# How the media view hands a file over: "django" streams it (with Range); behind nginx
+# "x-accel-redirect" (MEDIA_ACCEL_PREFIX is the internal location that maps to MEDIA_ROOT),
+# behind Apache/lighttpd "x-sendfile" (the server reads MEDIA_ROOT itself).
+MEDIA_SERVE = env.str("MEDIA_SERVE", default="django")
+if MEDIA_SERVE not in ("django", "x-accel-redirect", "x-sendfile"):
+    raise ImproperlyConfigured(
+        f"MEDIA_SERVE={MEDIA_SERVE!r}: use django, x-accel-redirect or x-sendfile"
+    )
+MEDIA_ACCEL_PREFIX = env.str("MEDIA_ACCEL_PREFIX", default="/protected-media/")
+# What an imported file may be (annotation/media.py checks them before anything is written).
+MEDIA_IMAGE_MAX_BYTES = env.int("MEDIA_IMAGE_MAX_BYTES", default=20 * 1024**2)
+MEDIA_IMAGE_MAX_SIDE = env.int("MEDIA_IMAGE_MAX_SIDE", default=8192)
+# Pillow's decompression-bomb guard (Image.MAX_IMAGE_PIXELS) is set to this.
+MEDIA_IMAGE_MAX_PIXELS = env.int("MEDIA_IMAGE_MAX_PIXELS", default=40_000_000)
+MEDIA_AUDIO_MAX_BYTES = env.int("MEDIA_AUDIO_MAX_BYTES", default=50 * 1024**2)
+MEDIA_AUDIO_MAX_SECONDS = env.float("MEDIA_AUDIO_MAX_SECONDS", default=600.0)
+# A media archive (.zip): the sum of its members' uncompressed sizes, and the largest
+# uncompressed/compressed ratio of a member (zip-bomb guards), checked before extraction.
+IMPORT_ARCHIVE_MAX_BYTES = env.int("IMPORT_ARCHIVE_MAX_BYTES", default=8 * 1024**3)
+IMPORT_ARCHIVE_MAX_RATIO = env.int("IMPORT_ARCHIVE_MAX_RATIO", default=200)
 
 # Uploads: an import file can be large; Django streams it to a temporary file past this size.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024

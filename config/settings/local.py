@@ -17,6 +17,7 @@ SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="local-only-insecure-key-do-no
 # database: a test that runs the local setup on its own database points this elsewhere.
 LOCAL_DIR = Path(env.str("DJANGO_LOCAL_DIR", default=str(LOCAL_DIR)))
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=str(LOCAL_DIR / "media"))
+IMPORT_ROOT = env.path("IMPORT_ROOT", default=str(LOCAL_DIR / "imports"))
 LOCAL_DIR.mkdir(exist_ok=True)
 
 

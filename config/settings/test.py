@@ -12,6 +12,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ALLOWED_HOSTS = ["*"]
 # Uploaded files: a fresh folder per run, shared with the worker the tests start.
 MEDIA_ROOT = env.str("MEDIA_ROOT", default="") or tempfile.mkdtemp(prefix="prefdata-media-")
+IMPORT_ROOT = env.str("IMPORT_ROOT", default="") or tempfile.mkdtemp(prefix="prefdata-imports-")
 # Runs: beat only runs in the tests that start it (the worker-kill tests); there a lost run
 # is found within seconds, not minutes.
 RUN_HEARTBEAT_S = env.float("RUN_HEARTBEAT_S", default=1.0)

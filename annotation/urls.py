@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotation.views import data, labelling, people, ranking, review
+from annotation.views import data, labelling, media, people, ranking, review
 
 app_name = "annotation"
 urlpatterns = [
@@ -14,6 +14,8 @@ urlpatterns = [
         name="import_job_cancel",
     ),
     path("projects/<slug:slug>/export.<str:ext>", data.export_download, name="export"),
+    # "<sha256><ext>": a stored image or audio, to members of a project that uses it.
+    path("projects/<slug:slug>/media/<str:name>", media.media, name="media"),
     path("projects/<slug:slug>/members/", people.members, name="members"),
     path("projects/<slug:slug>/members/add/", people.member_add, name="member_add"),
     path(

@@ -153,7 +153,7 @@ def _streamed(
 ) -> HttpResponseBase:
     try:
         size = storage.size(name)
-    except (FileNotFoundError, OSError) as exc:
+    except OSError as exc:  # FileNotFoundError and the like
         # The database names a file the storage lacks: nothing to serve.
         raise Http404("No such file.") from exc
     try:

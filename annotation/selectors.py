@@ -226,3 +226,15 @@ def queue_remaining(*, project: Project) -> int:
         ).count()
         cache.set(key, remaining, timeout=10)
     return remaining
+
+
+def project_media_kinds(*, project: Project) -> set[str]:
+    """The media kinds ("image", "audio") among the project's candidates: the labelling
+    page's shortcut sheet lists the keys for those."""
+    # file != "" is the condition of candidate_file_idx: only media candidates are read.
+    return set(
+        Candidate.objects.exclude(file="")
+        .filter(prompt__project=project)
+        .values_list("kind", flat=True)
+        .distinct()
+    )

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotation.views import data, labelling, people, ranking, review
+from annotation.views import data, labelling, media_tmp, people, ranking, review
 
 app_name = "annotation"
 urlpatterns = [
@@ -45,6 +45,14 @@ urlpatterns = [
         name="label_submit",
     ),
     path("projects/<slug:slug>/label/<uuid:key>/skip/", labelling.label_skip, name="label_skip"),
+    path(
+        "projects/<slug:slug>/label/<uuid:key>/played/",
+        labelling.label_played,
+        name="label_played",
+    ),
     path("projects/<slug:slug>/rank/<uuid:key>/submit/", ranking.rank_submit, name="rank_submit"),
     path("projects/<slug:slug>/rank/<uuid:key>/skip/", ranking.rank_skip, name="rank_skip"),
+    path("projects/<slug:slug>/rank/<uuid:key>/played/", ranking.rank_played, name="rank_played"),
+    # TEMPORARY (media_tmp): replaced by the media view of issue 12's "media view" part.
+    path("projects/<slug:slug>/media/<str:name>", media_tmp.media, name="media"),
 ]

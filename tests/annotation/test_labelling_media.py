@@ -326,3 +326,19 @@ def test_the_settings_form_saves_require_full_play(client, project, admin):
     assert client.post(url, data).status_code == 302
     project.refresh_from_db()
     assert project.require_full_play is False
+
+
+def test_a_ranking_of_images_shows_every_picture_at_one_scale(client, project, annotator):
+    project.label_schema = {"mode": "ranking"}
+    project.save()
+    comparison = media_comparison_make(project, kind="image")
+    ranking = Ranking.objects.create(project=project, prompt=comparison.prompt)
+    ranking.candidates.set([comparison.candidate_a, comparison.candidate_b])
+    project.comparisons.all().delete()
+    client.force_login(annotator)
+    html = _label(client, project).content.decode()
+    assert '<ol class="rank-list" data-same-scale' in html
+    assert html.count("<img") == 2
+    for candidate in (comparison.candidate_a, comparison.candidate_b):
+        assert _media_url(project, candidate) in html
+    assert "Full size" in html or "full size" in html

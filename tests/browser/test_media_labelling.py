@@ -12,7 +12,14 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import Page, expect
 
-from annotation.models import Assignment, Judgement, Membership
+from annotation.models import (
+    Assignment,
+    Candidate,
+    Judgement,
+    Membership,
+    Ranking,
+    RankingJudgement,
+)
 from annotation.services.queue import NOT_PLAYED
 from tests.factories import PASSWORD, MembershipFactory, media_comparison_make
 
@@ -265,3 +272,36 @@ def test_the_media_url_in_the_page_is_the_content_hash(
     page.wait_for_function(
         "[...document.querySelectorAll('#pair img[data-media-image]')].every((i) => i.naturalWidth)"
     )
+
+
+def test_a_ranking_of_clips_is_played_from_the_keyboard_before_it_is_accepted(
+    page: Page, live_server, transactional_db, annotator, project
+):
+    project.label_schema = {"mode": "ranking"}
+    project.require_full_play = True
+    project.save()
+    first = media_comparison_make(project, kind="audio", seed=3)
+    second = media_comparison_make(project, kind="audio", seed=4)
+    clips = [first.candidate_a, first.candidate_b, second.candidate_a]
+    Candidate.objects.filter(pk=clips[2].pk).update(prompt=first.prompt)
+    project.comparisons.all().delete()
+    ranking = Ranking.objects.create(project=project, prompt=first.prompt)
+    ranking.candidates.set(clips)
+    _log_in(page, live_server.url, annotator.username)
+    page.goto(f"{live_server.url}/projects/{project.slug}/label/")
+    items = page.locator("#ranking .rank-item")
+    expect(items).to_have_count(3)
+    expect(page.locator("#ranking .has-waveform")).to_have_count(3)
+
+    page.keyboard.press("Enter")
+    expect(page.locator("#toast")).to_contain_text("Play every clip to the end")
+    for number in ("1", "2", "3"):
+        page.keyboard.press(number)
+        page.keyboard.press("p")
+        expect(items.nth(int(number) - 1).locator("[data-media-audio]")).to_have_class(PLAYED)
+    expect(page.locator("#ranking [data-play-hint]")).to_be_hidden()
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.documentElement.dataset.pending === '0'")
+    judgement = RankingJudgement.objects.get(ranking=ranking)
+    assert sorted(g[0] for g in judgement.order) == sorted(c.pk for c in clips)
+    assert sorted(judgement.assignment.played) == sorted(c.pk for c in clips)

@@ -27,10 +27,10 @@ node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-static/vendor/htmx.min.js: node_modules/.package-lock.json scripts/build-static.mjs
+static/vendor/htmx.min.js static/vendor/wavesurfer.min.js &: node_modules/.package-lock.json scripts/build-static.mjs
 	npm run --silent build
 
-static: static/vendor/htmx.min.js
+static: static/vendor/htmx.min.js static/vendor/wavesurfer.min.js
 
 # The script starts the database first, then migrates and loads the demo data.
 run: venv static

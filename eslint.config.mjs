@@ -1,8 +1,8 @@
 // ESLint for our own JavaScript (`npm run lint`, run by `make lint`). static/js/*.js are
 // plain browser scripts, each an IIFE loaded by a <script> tag: no modules, no bundler. They
 // share what they must through objects on `window` (window.labelPage, window.pageRequests),
-// so a name that is neither declared nor a browser global is a mistake. htmx is the one
-// library they use by its global name.
+// so a name that is neither declared nor a browser global is a mistake. htmx is a library
+// they use by its global name; wavesurfer.js's is read as window.WaveSurfer.
 import js from "@eslint/js";
 import { defineConfig, globalIgnores } from "eslint/config";
 import globals from "globals";

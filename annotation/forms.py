@@ -76,6 +76,11 @@ class ProjectSettingsForm(forms.Form):
     gold_ratio = forms.FloatField(
         min_value=0, max_value=1, help_text="Share of gold comparisons served, from 0 to 1."
     )
+    require_full_play = forms.BooleanField(
+        required=False,
+        label="Require full plays",
+        help_text="Audio: accept an answer only once every clip was played to its end.",
+    )
 
     def __init__(self, *args, preview_url: str, **kwargs) -> None:
         super().__init__(*args, **kwargs)

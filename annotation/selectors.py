@@ -275,3 +275,15 @@ def media_file_for(*, project: Project, name: str) -> MediaFile:
         hash=match["hash"],
         filename=name,
     )
+
+
+def project_media_kinds(*, project: Project) -> set[str]:
+    """The media kinds ("image", "audio") among the project's candidates: the labelling
+    page's shortcut sheet lists the keys for those."""
+    # file != "" is the condition of candidate_file_idx: only media candidates are read.
+    return set(
+        Candidate.objects.exclude(file="")
+        .filter(prompt__project=project)
+        .values_list("kind", flat=True)
+        .distinct()
+    )

@@ -47,6 +47,12 @@ urlpatterns = [
         name="label_submit",
     ),
     path("projects/<slug:slug>/label/<uuid:key>/skip/", labelling.label_skip, name="label_skip"),
+    path(
+        "projects/<slug:slug>/label/<uuid:key>/played/",
+        labelling.label_played,
+        name="label_played",
+    ),
     path("projects/<slug:slug>/rank/<uuid:key>/submit/", ranking.rank_submit, name="rank_submit"),
     path("projects/<slug:slug>/rank/<uuid:key>/skip/", ranking.rank_skip, name="rank_skip"),
+    path("projects/<slug:slug>/rank/<uuid:key>/played/", ranking.rank_played, name="rank_played"),
 ]

@@ -26,6 +26,7 @@ PROJECT_EDITABLE = frozenset(
         "label_schema",
         "overlap",
         "gold_ratio",
+        "require_full_play",
     }
 )
 # Judgements whose labels a schema change could reinterpret: imports carry the dataset's own

@@ -20,12 +20,13 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from annotation.models import Assignment, Choice, Comparison, Judgement, Project
+from annotation.models import Assignment, Candidate, Choice, Comparison, Judgement, Project
 from annotation.services.labels import comparison_labels_refresh
 from core.exceptions import ApplicationError
 
 LEASE = timedelta(minutes=10)
 SHOWN = ("left", "right", "tie", "both_bad")
+NOT_PLAYED = "Play both clips to the end before you choose."
 
 
 def slots_taken_sql(*, table: str, fk: str, item: str) -> str:
@@ -174,10 +175,16 @@ class Answer:
     time_spent_ms: int | None = None
 
 
+def screen_sides(order: str) -> dict[str, str]:
+    """Screen side -> canonical candidate ("a"/"b") for a presentation order."""
+    left, right = ("a", "b") if order == Assignment.Order.AB else ("b", "a")
+    return {"left": left, "right": right}
+
+
 def answer_to_stored(*, answer: Answer, order: str) -> tuple[str, dict]:
     """Screen terms -> canonical candidates: the stored choice names the real candidate."""
-    left, right = ("a", "b") if order == Assignment.Order.AB else ("b", "a")
-    side = {"left": left, "right": right}
+    side = screen_sides(order)
+    left, right = side["left"], side["right"]
     choice = {"left": left, "right": right, "tie": Choice.TIE, "both_bad": Choice.BOTH_BAD}[
         answer.choice
     ]
@@ -245,6 +252,10 @@ def judgement_submit(*, assignment: Assignment, annotator, answer: Answer) -> Ju
                 >= project.overlap
             ):
                 raise ApplicationError("Your time on this item ran out and others took it.")
+        if project.require_full_play and not comparison_plays_done(
+            comparison=comparison, played=assignment.played
+        ):
+            raise ApplicationError(NOT_PLAYED)
         answer_validate(project=project, answer=answer)
         choice, aspects = answer_to_stored(answer=answer, order=assignment.presentation_order)
         # A strength says how much better one side is: it means nothing on a tie or both-bad.
@@ -274,6 +285,42 @@ def judgement_submit(*, assignment: Assignment, annotator, answer: Answer) -> Ju
             if comparison.human_judgement_count + 1 >= project.overlap:
                 comparison_labels_refresh(comparison_ids=[comparison.pk])
     return judgement
+
+
+def comparison_plays_done(*, comparison: Comparison, played: list) -> bool:
+    """Whether every audio candidate of the comparison is among `played` (canonical sides);
+    a pair with no audio needs no plays."""
+    audio = dict(
+        Candidate.objects.filter(
+            pk__in=[comparison.candidate_a_id, comparison.candidate_b_id],
+            kind=Candidate.Kind.AUDIO,
+        ).values_list("pk", "kind")
+    )
+    needed = {
+        side
+        for side, pk in (("a", comparison.candidate_a_id), ("b", comparison.candidate_b_id))
+        if pk in audio
+    }
+    return needed <= set(played)
+
+
+def assignment_played(*, assignment: Assignment, annotator, side: str) -> Assignment:
+    """Record that the annotator played the clip on screen side `side` ("left"/"right") to
+    its end: the canonical side ("a"/"b", by the assignment's presentation order) joins
+    `played`. Idempotent: a second report of the same side changes nothing."""
+    if assignment.annotator_id != annotator.id:
+        raise ApplicationError("This item is not yours.")
+    if side not in ("left", "right"):
+        raise ApplicationError("Say which side was played: left or right.")
+    with transaction.atomic():
+        assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
+        canonical = screen_sides(assignment.presentation_order)[side]
+        if canonical not in assignment.played:
+            assignment.played = sorted({*assignment.played, canonical})
+            Assignment.objects.filter(pk=assignment.pk).update(
+                played=assignment.played, updated_at=timezone.now()
+            )
+    return assignment
 
 
 def slots_taken(*, table: str, fk: str, item_id: int) -> int:

@@ -41,6 +41,8 @@ from annotation.services.labels import comparison_labels_refresh
 from annotation.services.queue import LEASE, slots_taken, slots_taken_sql
 from core.exceptions import ApplicationError
 
+NOT_PLAYED = "Play every clip to the end before you rank them."
+
 LEASED, SUBMITTED, SKIPPED = (
     Assignment.State.LEASED,
     Assignment.State.SUBMITTED,
@@ -296,6 +298,10 @@ def ranking_submit(
         ):
             raise ApplicationError("Your time on this item ran out and others took it.")
         candidates = {c.id: c for c in ranking.candidates.all()}
+        if project.require_full_play:
+            audio = {c.id for c in candidates.values() if c.kind == Candidate.Kind.AUDIO}
+            if not audio <= set(assignment.played):
+                raise ApplicationError(NOT_PLAYED)
         schema = project.label_schema
         groups = ranking_order_validate(order=order, candidate_ids=set(candidates), schema=schema)
         ranked = {cid for group in groups for cid in group}
@@ -363,6 +369,25 @@ def _pairs_judge(
     full = [c.id for c in counted if c.human_judgement_count + 1 >= project.overlap]
     if full:
         comparison_labels_refresh(comparison_ids=full)
+
+
+def ranking_played(
+    *, assignment: RankingAssignment, annotator, candidate_id: int
+) -> RankingAssignment:
+    """Record that the annotator played candidate `candidate_id` of the ranking to its end.
+    Idempotent: a second report of the same candidate changes nothing."""
+    if assignment.annotator_id != annotator.id:
+        raise ApplicationError("This item is not yours.")
+    if not assignment.ranking.candidates.filter(pk=candidate_id).exists():
+        raise ApplicationError("That response is not in this item.")
+    with transaction.atomic():
+        assignment = RankingAssignment.objects.select_for_update().get(pk=assignment.pk)
+        if candidate_id not in assignment.played:
+            assignment.played = sorted({*assignment.played, candidate_id})
+            RankingAssignment.objects.filter(pk=assignment.pk).update(
+                played=assignment.played, updated_at=timezone.now()
+            )
+    return assignment
 
 
 def ranking_skip(

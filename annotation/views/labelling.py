@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
@@ -22,13 +22,16 @@ from annotation.selectors import (
     annotator_progress,
     assignment_get_for,
     assignment_sides,
+    project_media_kinds,
 )
 from annotation.services.queue import (
     assignment_current_for,
     assignment_next_for,
+    assignment_played,
     assignment_skip,
     judgement_submit,
     judgement_undo_last,
+    screen_sides,
 )
 from annotation.services.ranking import ranking_mode
 from annotation.views.ranking import rank_page
@@ -52,21 +55,30 @@ def _pair(
     """The page, or with htmx (or for a prefetch) only its #pair fragment."""
     left = right = None
     lease_seconds = 0
+    played: set[str] = set()
     if assignment is not None:
         left, right = assignment_sides(assignment=assignment)
         # label.js shows a prefetched pair only while its lease has time left.
         lease_seconds = max(0, int((assignment.leased_until - timezone.now()).total_seconds()))
+        sides = screen_sides(assignment.presentation_order)
+        played = {screen for screen, canonical in sides.items() if canonical in assignment.played}
+    fragment = bool(request.htmx or fragment)
     context = {
         "project": project,
         "assignment": assignment,
         "left": left,
         "right": right,
+        "played_left": "left" in played,
+        "played_right": "right" in played,
+        "has_audio": any(c is not None and c.kind == "audio" for c in (left, right)),
+        # The shortcut sheet (outside the fragment) lists the media keys the project needs.
+        "media_kinds": set() if fragment else project_media_kinds(project=project),
         "form": form or LabelForm(schema=project.label_schema),
         "error": error,
         "progress": annotator_progress(annotator=request.user, project=project),
         "lease_seconds": lease_seconds,
     }
-    template = PAGE + "#pair" if request.htmx or fragment else PAGE
+    template = PAGE + "#pair" if fragment else PAGE
     response = render(request, template, context, status=status)
     patch_vary_headers(response, ("HX-Request",))
     return response
@@ -112,6 +124,20 @@ def label_submit(request: HttpRequest, project, key: uuid.UUID) -> HttpResponse:
                 return render(request, PAGE + "#progress", {"progress": progress})
             return _next_pair(request, project)
     return _pair(request, project, assignment, form=form, status=400)
+
+
+@project_view(roles=MEMBERS)
+@require_POST
+def label_played(request: HttpRequest, project, key: uuid.UUID) -> HttpResponse:
+    """The page reports a clip played to its end (side=left|right, as shown)."""
+    assignment = assignment_get_for(annotator=request.user, project=project, key=key)
+    try:
+        assignment_played(
+            assignment=assignment, annotator=request.user, side=request.POST.get("side", "")
+        )
+    except ApplicationError as exc:
+        return HttpResponseBadRequest(exc.message)
+    return HttpResponse(status=204)
 
 
 @project_view(roles=MEMBERS)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
@@ -20,10 +20,12 @@ from django.views.decorators.http import require_POST
 
 from annotation.forms import RankingForm, SkipForm
 from annotation.models import Project, RankingAssignment
+from annotation.selectors import project_media_kinds
 from annotation.services.ranking import (
     ranking_assignment_candidates,
     ranking_assignment_get_for,
     ranking_assignment_next_for,
+    ranking_played,
     ranking_progress,
     ranking_skip,
     ranking_submit,
@@ -51,10 +53,12 @@ def _ranking(
     if assignment is not None:
         # rank.js shows a prefetched ranking only while its lease has time left.
         lease_seconds = max(0, int((assignment.leased_until - timezone.now()).total_seconds()))
+    candidates = ranking_assignment_candidates(assignment=assignment) if assignment else []
     context = {
         "project": project,
         "assignment": assignment,
-        "candidates": ranking_assignment_candidates(assignment=assignment) if assignment else [],
+        "candidates": [(c, c.id in assignment.played) for c in candidates],
+        "has_audio": any(c.kind == "audio" for c in candidates),
         "form": form or RankingForm(),
         "error": error,
         "progress": ranking_progress(annotator=request.user, project=project),
@@ -62,7 +66,10 @@ def _ranking(
         "top_k": schema.get("top_k") or "",
         "lease_seconds": lease_seconds,
     }
-    template = PAGE + "#ranking" if request.htmx or fragment else PAGE
+    fragment = bool(request.htmx or fragment)
+    # The shortcut sheet (outside the fragment) lists the media keys the project needs.
+    context["media_kinds"] = set() if fragment else project_media_kinds(project=project)
+    template = PAGE + "#ranking" if fragment else PAGE
     response = render(request, template, context, status=status)
     patch_vary_headers(response, ("HX-Request",))
     return response
@@ -109,6 +116,21 @@ def rank_submit(request: HttpRequest, project, key: uuid.UUID) -> HttpResponse:
                 return render(request, PAGE + "#progress", {"progress": progress})
             return _next(request, project)
     return _ranking(request, project, assignment, form=form, status=400)
+
+
+@project_view(roles=MEMBERS)
+@require_POST
+def rank_played(request: HttpRequest, project, key: uuid.UUID) -> HttpResponse:
+    """The page reports a clip played to its end (candidate=<id>)."""
+    assignment = ranking_assignment_get_for(annotator=request.user, project=project, key=key)
+    candidate = request.POST.get("candidate", "")
+    if not (candidate.isascii() and candidate.isdigit()):
+        return HttpResponseBadRequest("Say which response was played.")
+    try:
+        ranking_played(assignment=assignment, annotator=request.user, candidate_id=int(candidate))
+    except ApplicationError as exc:
+        return HttpResponseBadRequest(exc.message)
+    return HttpResponse(status=204)
 
 
 @project_view(roles=MEMBERS)

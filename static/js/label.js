@@ -33,6 +33,7 @@
   function shown() {
     shownAt = performance.now();
     tick();
+    window.pageMedia?.mount(pair());
     prefetch("pair");
   }
 
@@ -54,6 +55,12 @@
       return;
     }
     if (form.matches(".label-form")) {
+      // Audio, when the project says so: both clips played to the end first (media.js).
+      const blocked = window.pageMedia?.blocked(current);
+      if (blocked) {
+        toast(blocked);
+        return;
+      }
       form.elements.time_spent_ms.value = String(Math.round(performance.now() - shownAt));
       if (!form.reportValidity()) return;
     }
@@ -128,6 +135,10 @@
       key.length === 1 && form?.querySelector(`input[type=radio][data-key="${CSS.escape(key)}"]`);
     if (option) {
       event.preventDefault();
+      if (option.matches(":disabled")) {
+        toast(window.pageMedia?.blocked(pair()) || "This choice is not available yet.");
+        return;
+      }
       option.checked = true;
       option.dispatchEvent(new Event("change", { bubbles: true }));
       return;

@@ -99,6 +99,7 @@
   function shown() {
     shownAt = performance.now();
     render();
+    window.pageMedia?.mount(section());
     prefetch("ranking");
   }
 
@@ -113,6 +114,9 @@
   function submit() {
     const form = section()?.querySelector(".rank-form");
     if (!form) return;
+    // Audio, when the project says so: every clip played to the end first (media.js).
+    const blocked = window.pageMedia?.blocked(section());
+    if (blocked) return toast(blocked);
     render();
     form.elements.time_spent_ms.value = String(Math.round(performance.now() - shownAt));
     answer(form);
@@ -137,7 +141,7 @@
     const toggle = event.target.closest?.("[data-toggle]");
     if (toggle) return toggleSheet(toggle.dataset.toggle);
     const item = event.target.closest?.(".rank-item");
-    if (item && !event.target.closest("a, audio")) select(item);
+    if (item && !event.target.closest("a, audio, button")) select(item);
   });
 
   // Drag and drop: the dragged response goes above or below the one under the pointer.

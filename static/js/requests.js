@@ -117,6 +117,7 @@
         clearPrefetch(); // nothing more to do: the answer's own response will say so
         return;
       }
+      window.pageMedia?.preload(box.content); // its images load while this item is answered
       box.dataset.for = key;
       box.dataset.key = next.dataset.key;
       box.dataset.expires = String(Date.now() + Number(next.dataset.leaseSeconds || 0) * 1000);

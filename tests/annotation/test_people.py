@@ -349,7 +349,7 @@ def test_the_settings_page_no_longer_has_the_moved_fields(client, project, admin
         assert f'name="{name}"' not in body, name
         assert f'id="id_{name}"' not in body, name
     assert set(response.context["form"].fields) == {
-        "name", "instructions", "label_schema", "overlap", "gold_ratio"
+        "name", "instructions", "label_schema", "overlap", "gold_ratio", "require_full_play"
     }  # fmt: skip
     # It says where they went.
     assert "Routing page" in body

@@ -156,6 +156,33 @@ def test_csv_manifest_names_files_in_columns(project, tmp_path, media_root):
     assert alts == ["alt 0", "alt 1", "alt 2"]
 
 
+def test_csv_audio_columns_and_a_prompt_image(project, tmp_path):
+    rows = [{"prompt": "read this sign aloud", "prompt_image": "sign.png",
+             "chosen_audio": "wav/a.flac", "rejected_audio": "wav/b.ogg"}]  # fmt: skip
+    files = {
+        "sign.png": image_bytes(80),
+        "wav/a.flac": audio_bytes(81, fmt="FLAC"),
+        "wav/b.ogg": audio_bytes(82, fmt="OGG"),
+    }
+
+    _import(project, archive(tmp_path / "a.zip", rows, files, manifest="pairs.csv"))
+
+    prompt = Prompt.objects.get()
+    assert (prompt.text, prompt.media_content_type) == ("read this sign aloud", "image/png")
+    assert set(Candidate.objects.values_list("kind", "content_type")) == {
+        ("audio", "audio/flac"),
+        ("audio", "audio/ogg"),
+    }
+
+
+def test_a_text_only_archive_imports_as_text(project, tmp_path, media_root):
+    rows = [{"prompt": "2+2?", "chosen": "4", "rejected": "5"}]
+    result = _import(project, archive(tmp_path / "t.zip", rows, {}))
+    assert (result.comparisons_created, result.files_stored) == (1, 0)
+    assert set(Candidate.objects.values_list("kind", flat=True)) == {"text"}
+    assert not media_root.exists() or _files(media_root) == []
+
+
 def test_ranked_rows_with_n_images_make_a_ranking_and_its_pairs(project, tmp_path):
     files = {f"img/{i}.png": image_bytes(30 + i) for i in range(4)}
     rows = [

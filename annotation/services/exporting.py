@@ -250,11 +250,11 @@ def export_parquet_write(
 def export_check(*, project: Project, fmt: str) -> None:
     """Refuse (ApplicationError) a format that cannot hold this project: plain JSONL for a
     project with image or audio files. Cheap: run it before a download starts streaming."""
-    from annotation.services.exporting_media import export_media_kinds
+    from annotation.services.exporting_media import export_has_media
 
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format '{fmt}': use {', '.join(EXPORT_FORMATS)}")
-    if fmt == "trl-jsonl" and export_media_kinds(project=project).has_media:
+    if fmt == "trl-jsonl" and export_has_media(project=project):
         raise ApplicationError(
             "This project has image or audio files, which JSONL cannot carry: export it as "
             "an archive (--format archive: pairs.jsonl and the files, which imports again) or "
@@ -274,10 +274,12 @@ def export_write(
     if fmt == "archive":
         return exporting_media.export_archive_write(project=project, out=out)
     if fmt == "trl-parquet":
-        kinds = exporting_media.export_media_kinds(project=project)
-        if kinds.has_media:
+        if exporting_media.export_has_media(project=project):
             return exporting_media.export_media_parquet_write(
-                project=project, out=out, kinds=kinds, with_confidence=with_confidence
+                project=project,
+                out=out,
+                kinds=exporting_media.export_media_kinds(project=project),
+                with_confidence=with_confidence,
             )
         return export_parquet_write(project=project, out=out, with_confidence=with_confidence)
     n = 0

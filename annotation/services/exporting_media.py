@@ -102,7 +102,18 @@ class MediaPair:
     source: str | None
 
 
+def export_has_media(*, project: Project) -> bool:
+    """Whether any prompt or candidate of the project is a file. Cheap enough for every
+    project page: both look-ups can use the partial indexes on the file columns."""
+    return (
+        Prompt.objects.filter(project=project).exclude(media="").exists()
+        or Candidate.objects.filter(prompt__project=project).exclude(file="").exists()
+    )
+
+
 def export_media_kinds(*, project: Project) -> MediaKinds:
+    """The kinds of the project's candidates and prompt files (reads every candidate of
+    the project: for the Parquet export, which reads them all anyway)."""
     candidates = (
         Candidate.objects.filter(prompt__project=project)
         .order_by()

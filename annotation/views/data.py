@@ -16,7 +16,7 @@ from annotation.services.exporting import (
     export_jsonl_chunks,
     export_write,
 )
-from annotation.services.exporting_media import export_media_kinds
+from annotation.services.exporting_media import export_has_media
 from annotation.services.importing import import_job_cancel, import_job_start
 from core.exceptions import ApplicationError
 from core.roles import ADMIN, MEMBERS, REVIEWERS, Role
@@ -37,7 +37,7 @@ def project_detail(request: HttpRequest, project) -> HttpResponse:
             "jobs": import_job_list(project=project),
             "is_admin": role == Role.ADMIN,
             # Which export links the admin sees: archive and Parquet for images and audio.
-            "has_media": role == Role.ADMIN and export_media_kinds(project=project).has_media,
+            "has_media": role == Role.ADMIN and export_has_media(project=project),
             "can_review": can_review,
             "agreement": agreement,
             # Annotators see how well the project agrees, not how each of the others does.

@@ -205,6 +205,21 @@ def test_audio_parquet_loads_with_datasets_as_arrays(project, tmp_path):
     assert ds[1]["prompt"] == "audio prompt 1"
 
 
+def test_parquet_row_groups_are_cut_by_the_size_of_their_files(project, tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from annotation.services import exporting_media
+
+    _labelled(project, n=3)
+    # Each row's two images pass this: one row group per row, so memory holds one row.
+    monkeypatch.setattr(exporting_media, "MEDIA_ROW_GROUP_BYTES", 100)
+
+    out = _export(project, tmp_path / "export.parquet", "trl-parquet")
+
+    assert pq.ParquetFile(out).metadata.num_row_groups == 3
+    assert _load(out, tmp_path).num_rows == 3
+
+
 def test_parquet_refuses_a_project_mixing_text_and_images(project, tmp_path):
     _labelled(project, n=1)
     comparison_make(project, label="a")

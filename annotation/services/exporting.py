@@ -257,8 +257,9 @@ def export_check(*, project: Project, fmt: str) -> None:
     if fmt == "trl-jsonl" and export_has_media(project=project):
         raise ApplicationError(
             "This project has image or audio files, which JSONL cannot carry: export it as "
-            "an archive (--format archive: pairs.jsonl and the files, which imports again) or "
-            "as Parquet (--format trl-parquet: the files as datasets' Image/Audio columns)."
+            "an archive (pairs.jsonl and the files, which imports again; export_pairs "
+            "--format archive) or as Parquet with datasets' Image/Audio columns "
+            "(--format trl-parquet)."
         )
 
 

@@ -9,6 +9,14 @@ name the line and the field. Shapes:
   turns both share up to the answer become the prompt, the rest of each the candidates.
 - ranked: prompt plus responses (N candidates, strings or {text, model, rank}); pairs are
   generated (all pairs up to a cap, or adjacent ranks); pairs without ranks are unlabelled.
+
+Media: a candidate may be a file, `{"image": "img/1_a.png", "alt": "..."}` or
+`{"audio": "wav/1_a.wav"}`, named relative to the archive or the manifest's folder, or a
+Hugging Face datasets struct `{"bytes": ..., "path": ...}` (Image and Audio features); a
+prompt may carry one too (`{"text": "...", "image": "..."}`). Flat columns `chosen_image`,
+`rejected_audio`, `prompt_image`, `chosen_alt`, ... (CSV) fold into those objects. A media
+Content's hash is only known once its file was read: the importer checks the file, sets
+`MediaRef.info` and calls `media_resolve(record)`.
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from annotation.archive import FileRefused, media_path
 
 FORMATS = ("trl", "hh-rlhf", "ranked")
 ROLES = ("system", "user", "assistant")
@@ -49,12 +59,30 @@ class RowError:
 
 
 @dataclass(slots=True)
+class MediaRef:
+    """A file a row names (or carries, as HF datasets' bytes)."""
+
+    kind: str | None  # "image" or "audio" as the row named it; None: judged from the bytes
+    path: str  # relative to the archive or folder ("" for inline bytes without a name)
+    field: str  # where in the row, for errors
+    alt: str = ""
+    data: bytes | None = None  # inline bytes until checked (then dropped)
+    info: Any = None  # annotation.media.MediaInfo once checked
+    inline: bool = False  # the row carries the bytes (HF datasets' {"bytes", "path"})
+
+    @property
+    def label(self) -> str:
+        return f"file '{self.path}'" if self.path else "the inline file"
+
+
+@dataclass(slots=True)
 class Content:
-    """A prompt or a response: plain text, or a conversation (messages)."""
+    """A prompt or a response: plain text, a conversation (messages), or a file."""
 
     text: str
     messages: list[dict[str, str]] | None
     hash: str
+    media: MediaRef | None = None
 
 
 @dataclass(slots=True)
@@ -75,6 +103,12 @@ class Record:
     external_id: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     ranked: bool = False
+
+    def media_refs(self) -> list[MediaRef]:
+        refs = [r.content.media for r in self.responses if r.content.media is not None]
+        if self.prompt.media is not None:
+            refs.insert(0, self.prompt.media)
+        return refs
 
 
 @dataclass(slots=True)
@@ -251,13 +285,130 @@ def _iter_parquet(path: Path) -> Iterator[tuple[int, dict | RowError]]:
 
     try:
         pfile = pq.ParquetFile(path)
+        # Rows that carry files (HF datasets' {"bytes", "path"} structs) come in small
+        # batches, so that memory holds a few hundred files at a time, not ten thousand.
+        binary = any(
+            pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_struct(t)
+            for t in _leaf_types(pfile.schema_arrow)
+        )
         row_no = 0
-        for batch in pfile.iter_batches(batch_size=10_000):
+        for batch in pfile.iter_batches(batch_size=256 if binary else 10_000):
             for row in batch.to_pylist():
                 row_no += 1
                 yield row_no, row
     except (pa.ArrowException, OSError) as exc:
         raise FileError(f"the file is not a valid Parquet file ({exc})") from exc
+
+
+def _leaf_types(schema) -> Iterator:
+    import pyarrow as pa
+
+    stack = [f.type for f in schema]
+    while stack:
+        t = stack.pop()
+        yield t
+        if pa.types.is_list(t) or pa.types.is_large_list(t):
+            stack.append(t.value_type)
+        elif pa.types.is_struct(t):
+            stack.extend(t.field(i).type for i in range(t.num_fields))
+
+
+# ---------------------------------------------------------------------------- media
+
+MEDIA_KINDS = ("image", "audio")
+_ROLE_COLUMNS = ("prompt", "chosen", "rejected")
+MEDIA_COLUMNS = frozenset(f"{r}_{k}" for r in _ROLE_COLUMNS for k in MEDIA_KINDS)
+
+
+def media_columns_fold(row: dict) -> dict:
+    """`chosen_image`, `prompt_audio`, `chosen_alt`, ... -> the object form of the cell."""
+    for role in _ROLE_COLUMNS:
+        given = [k for k in MEDIA_KINDS if row.get(f"{role}_{k}") not in (None, "")]
+        if not given:
+            continue
+        if len(given) > 1:
+            raise RowInvalid("name one file: an image or an audio, not both", f"{role}_audio")
+        kind = given[0]
+        value = row[f"{role}_{kind}"]
+        # A Parquet column may hold HF datasets' {"bytes", "path"} structs.
+        obj = dict(value) if isinstance(value, dict) else {kind: value}
+        alt = row.get(f"{role}_alt")
+        if alt not in (None, ""):
+            obj["alt"] = alt
+        text = row.get(role)
+        if role == "prompt":
+            obj["text"] = text if text is not None else ""
+        elif text not in (None, ""):
+            raise RowInvalid(f"give either {role} or {role}_{kind}, not both", role)
+        row[role] = obj
+    return row
+
+
+def _is_hf_struct(value: dict) -> bool:
+    return "bytes" in value and set(value) <= {"bytes", "path", "alt"}
+
+
+def _media_ref(value: dict, name: str) -> MediaRef | None:
+    """The file an object names, or None if it names none."""
+    alt = value.get("alt") or ""
+    if not isinstance(alt, str):
+        raise RowInvalid("must be a string", name + ".alt")
+    _no_nul(alt, name + ".alt")
+    if _is_hf_struct(value):
+        data, path = value.get("bytes"), value.get("path") or ""
+        if not isinstance(path, str):
+            raise RowInvalid("must be a string", name + ".path")
+        if isinstance(data, bytes | bytearray) and data:
+            return MediaRef(None, path, name, alt, data=bytes(data), inline=True)
+        if data is not None:
+            raise RowInvalid("must hold the file's bytes", name + ".bytes")
+        if not path:
+            raise RowInvalid("has neither bytes nor a path", name)
+        return MediaRef(None, _checked_path(path, name), name, alt)
+    kinds = [k for k in MEDIA_KINDS if k in value]
+    if not kinds:
+        return None
+    if len(kinds) > 1:
+        raise RowInvalid("name one file: an image or an audio, not both", name)
+    kind = kinds[0]
+    path = value[kind]
+    if not isinstance(path, str):
+        raise RowInvalid(f"must be a file name, got {_type_name(path)}", f"{name}.{kind}")
+    return MediaRef(kind, _checked_path(path, f"{name}.{kind}"), name, alt)
+
+
+def _checked_path(path: str, name: str) -> str:
+    try:
+        return media_path(path)
+    except FileRefused as exc:
+        raise RowInvalid(f"file '{path}' {exc.message}", name) from None
+
+
+def _media_content(ref: MediaRef, text: str = "") -> Content:
+    # The hash is set by media_resolve once the file was read.
+    return Content(text=text, messages=None, hash="", media=ref)
+
+
+def media_resolve(record: Record) -> None:
+    """Set the hashes of a record's media contents from their checked files (`info`), and
+    refuse a record whose candidates turn out identical. Raises RowInvalid."""
+    prompt = record.prompt
+    if prompt.media is not None:
+        prompt.hash = hashlib.sha256(
+            (prompt.text + "\x00" + prompt.media.info.hash).encode()
+        ).hexdigest()
+    seen: dict[str, int] = {}
+    for i, resp in enumerate(record.responses):
+        content = resp.content
+        if content.media is not None:
+            content.hash = content.media.info.hash
+        if content.hash in seen:
+            if record.ranked:
+                raise RowInvalid(
+                    f"is identical to responses[{seen[content.hash]}]", f"responses[{i}]"
+                )
+            raise RowInvalid("chosen and rejected are identical", "rejected")
+        seen[content.hash] = i
 
 
 # ---------------------------------------------------------------------------- shapes
@@ -323,8 +474,26 @@ def _content(value: Any, name: str) -> Content:
     return text_content(_text(value, name))
 
 
+def _prompt_content(value: Any) -> Content:
+    """A prompt: text, messages, or {"text": ..., "image" | "audio": ...}."""
+    if isinstance(value, dict):
+        ref = _media_ref(value, "prompt")
+        text = value.get("text", "")
+        if not isinstance(text, str):
+            raise RowInvalid(f"must be a string, got {_type_name(text)}", "prompt.text")
+        if ref is None:
+            return text_content(_text(text, "prompt.text"))
+        return _media_content(ref, _no_nul(text, "prompt.text"))
+    return _content(value, "prompt")
+
+
 def _response_content(value: Any, name: str) -> Content:
-    """A response: text, or messages; a single assistant message is stored as its text."""
+    """A response: text, messages or a file; a single assistant message is stored as its
+    text."""
+    if isinstance(value, dict):
+        ref = _media_ref(value, name)
+        if ref is not None:
+            return _media_content(ref)
     content = _content(value, name)
     msgs = content.messages
     if msgs and len(msgs) == 1 and msgs[0]["role"] == "assistant":
@@ -369,10 +538,11 @@ def _optional_id(row: dict) -> str:
 
 
 def parse_trl(line: int, row: dict, options: Options) -> Record:
-    prompt = _content(row.get("prompt"), "prompt")
+    prompt = _prompt_content(row.get("prompt"))
     chosen = _response_content(row.get("chosen"), "chosen")
     rejected = _response_content(row.get("rejected"), "rejected")
-    if chosen.hash == rejected.hash:
+    # Files are compared once read (media_resolve).
+    if chosen.media is None and rejected.media is None and chosen.hash == rejected.hash:
         raise RowInvalid("chosen and rejected are identical", "rejected")
     return Record(
         line=line,
@@ -445,7 +615,7 @@ def parse_hh(line: int, row: dict, options: Options) -> Record:
 
 
 def parse_ranked(line: int, row: dict, options: Options) -> Record:
-    prompt = _content(row.get("prompt"), "prompt")
+    prompt = _prompt_content(row.get("prompt"))
     raw = row.get("responses")
     if not isinstance(raw, list):
         raise RowInvalid(f"must be a list of responses, got {_type_name(raw)}", "responses")
@@ -465,10 +635,14 @@ def parse_ranked(line: int, row: dict, options: Options) -> Record:
             rank = item.get("rank")
             if rank is not None and (not isinstance(rank, int) or isinstance(rank, bool)):
                 raise RowInvalid("must be an integer (1 = best)", where + ".rank")
-            content = _response_content(body, where + ".text")
+            ref = _media_ref(item, where)
+            if ref is not None:
+                content = _media_content(ref)
+            else:
+                content = _response_content(body, where + ".text")
         else:
             content = _response_content(item, where)
-        if content.hash in seen:
+        if content.media is None and content.hash in seen:
             raise RowInvalid(f"is identical to responses[{seen[content.hash]}]", where)
         seen[content.hash] = i
         responses.append(Response(content, model=model, rank=rank))
@@ -516,6 +690,8 @@ def read_records(
             yield line, row, fmt
             continue
         try:
+            if not MEDIA_COLUMNS.isdisjoint(row.keys()):
+                row = media_columns_fold(row)
             if fmt == "auto":
                 fmt = detect_format(row)
             yield line, PARSERS[fmt](line, row, options), fmt

@@ -11,7 +11,10 @@ from annotation.services.queue import Answer
 
 
 class ImportForm(forms.Form):
-    file = forms.FileField(help_text=".jsonl, .jsonl.gz, .csv or .parquet")
+    file = forms.FileField(
+        help_text=".jsonl, .jsonl.gz, .csv or .parquet; images or audio: a .zip of a manifest "
+        "and its files"
+    )
     format = forms.ChoiceField(choices=ImportJob.Format.choices, initial="auto")
     pairs = forms.ChoiceField(
         choices=[("all", "All pairs (up to the cap)"), ("adjacent", "Adjacent ranks only")],
@@ -26,9 +29,11 @@ class ImportForm(forms.Form):
         f = self.cleaned_data["file"]
         name = f.name.lower()
         if not name.endswith(
-            (".jsonl", ".jsonl.gz", ".json", ".ndjson", ".csv", ".csv.gz", ".parquet")
+            (".jsonl", ".jsonl.gz", ".json", ".ndjson", ".csv", ".csv.gz", ".parquet", ".zip")
         ):
-            raise forms.ValidationError("Upload a .jsonl, .jsonl.gz, .csv or .parquet file.")
+            raise forms.ValidationError(
+                "Upload a .jsonl, .jsonl.gz, .csv, .parquet or (with media) .zip file."
+            )
         return f
 
 

@@ -514,8 +514,8 @@ class ImportJob(Run):
     TASK = "annotation.tasks.import_job_execute_task"
     LOCK = Lock.IMPORT_JOB
     UNIT = "rows"
-    # Checking the rows is the first half of the bar, writing them the second.
-    PHASES = ("validating", "writing")
+    # Checking the rows, storing their files (media only), writing the rows.
+    PHASES = ("validating", "storing", "writing")
 
     class Format(models.TextChoices):
         AUTO = "auto", "Detect"

@@ -4,12 +4,20 @@ Rows are read and validated first (errors name the line and the field; nothing i
 if any row is bad). Then, in chunks, prompts, candidates, comparisons and the imported
 labels (judgements from the source "import:<file name>") are written with batched look-ups
 of what exists already (content hashes) and bulk inserts, never a query per row.
+
+Media: a .zip holds the manifest (pairs.jsonl, .csv or .parquet) and the files it names; a
+manifest on this machine names files beside it; HF datasets' Parquet carries the bytes. Each
+file is read and checked (annotation.media) while the rows are validated, and only its
+MediaInfo is kept; once all is valid the files are read again one at a time and stored by
+content hash, then the rows are written. Files this import stored are deleted again if its
+transaction does not commit.
 """
 
 from __future__ import annotations
 
 import gc
 import hashlib
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,9 +26,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.db import connection, transaction
 
-from annotation import formats
+from annotation import archive, formats
+from annotation.media import MediaInfo, MediaInvalid, media_inspect
 from annotation.models import (
     Candidate,
     Choice,
@@ -33,8 +43,10 @@ from annotation.models import (
 )
 from annotation.services.bulk import rows_insert
 from annotation.services.labels import comparison_labels_refresh
+from annotation.services.media import media_delete, media_limits, media_save
 from annotation.signals import pairs_imported
 from core.exceptions import ApplicationError
+from core.locks import advisory_lock_try
 from core.runs import OnProgress, RunHandle, run_cancel, run_enqueue, run_execute
 
 MAX_REPORTED_ERRORS = 100
@@ -58,6 +70,7 @@ class ImportResult:
     judgements_created: int
     duplicate_rows: int
     seconds: float
+    files_stored: int = 0  # new files in storage (the others were there already)
 
     @property
     def message(self) -> str:
@@ -66,9 +79,10 @@ class ImportResult:
                 f"nothing new: all {self.comparisons_existing} comparisons in the file "
                 "were already imported"
             )
+        files = f", {self.files_stored} new files" if self.files_stored else ""
         return (
             f"imported {self.comparisons_created} comparisons ({self.prompts_created} prompts, "
-            f"{self.candidates_created} candidates) in {self.seconds:.1f} s"
+            f"{self.candidates_created} candidates{files}) in {self.seconds:.1f} s"
         )
 
     def as_dict(self) -> dict:
@@ -83,18 +97,36 @@ def pairs_import(
     fmt: str = "auto",
     options: formats.Options | None = None,
     progress: Progress | None = None,
+    media_folder: Path | None = None,
+    files_written: list[str] | None = None,
 ) -> ImportResult:
-    """Import a file into `project`. Raises ImportRejected (nothing written) on bad input."""
+    """Import a file (a manifest, or a .zip of one and its media) into `project`. Raises
+    ImportRejected (nothing written: no row, no file) on bad input.
+
+    Files named in a manifest outside a .zip are looked up in `media_folder` (the command
+    gives the manifest's folder; an upload gives none). The names of the files this import
+    stored go into `files_written`: a caller that runs this inside a transaction of its own
+    passes the list and deletes them if that transaction fails; without it, this import
+    deletes them itself if its own transaction fails."""
     started = time.perf_counter()
     options = options or formats.Options(max_line_bytes=settings.IMPORT_MAX_LINE_BYTES)
     progress = progress or (lambda phase, done, total: None)
-    total = formats.count_rows(path)
-    with _gc_paused():
-        records, fmt = _records_validated(path, fmt, options, progress, total)
-        progress("writing", 0, len(records))
-        with transaction.atomic():
-            result = _records_write(project, records, source_name, progress)
-        del records
+    own_files = files_written is None
+    written: list[str] = [] if files_written is None else files_written
+    try:
+        with _gc_paused(), _manifest_open(path, media_folder) as (manifest, source):
+            total = formats.count_rows(manifest)
+            records, fmt = _records_validated(manifest, fmt, options, progress, total, source)
+            with transaction.atomic():
+                files_stored = _media_store(records, manifest, source, options, progress, written)
+                progress("writing", 0, len(records))
+                result = _records_write(project, records, source_name, progress)
+            del records
+    except BaseException:
+        if own_files:
+            media_delete(names=written)
+        raise
+    result.files_stored = files_stored
     result.format = fmt
     result.seconds = time.perf_counter() - started
     # Other apps (scoring embeds the new texts) hear of it once the rows are committed.
@@ -104,33 +136,215 @@ def pairs_import(
 
 
 def _records_validated(
-    path: Path, fmt: str, options: formats.Options, progress: Progress, total: int | None
+    path: Path,
+    fmt: str,
+    options: formats.Options,
+    progress: Progress,
+    total: int | None,
+    source: _Source,
 ) -> tuple[list[formats.Record], str]:
     records: list[formats.Record] = []
     errors: list[str] = []
-    error_count = 0
+    error_count = 0  # error messages (a row may have several: one per file)
+    bad_rows = 0
+    checker = _MediaChecker(source)
+    every = 5000
     try:
-        for n, (_line, item, fmt_in_use) in enumerate(
+        for n, (line, item, fmt_in_use) in enumerate(
             formats.read_records(path, fmt, options), start=1
         ):
             fmt = fmt_in_use
-            if isinstance(item, formats.RowError):
-                error_count += 1
-                if len(errors) < MAX_REPORTED_ERRORS:
-                    errors.append(str(item))
+            if not isinstance(item, formats.RowError) and (refs := item.media_refs()):
+                # Files take milliseconds each: report progress more often.
+                every = 100
+                problems = checker.record_check(line, item, refs)
+            else:
+                problems = [item] if isinstance(item, formats.RowError) else []
+            if problems:
+                error_count += len(problems)
+                bad_rows += 1
+                errors.extend(str(p) for p in problems[: MAX_REPORTED_ERRORS - len(errors)])
             elif not error_count:
                 records.append(item)
-            if n % 5000 == 0:
+            if n % every == 0:
                 progress("validating", n, total)
     except formats.FileError as exc:
         raise ImportRejected(str(exc), errors=[*errors, str(exc)]) from None
+    for problem in source.unreferenced_bad(checker.referenced):
+        error_count += 1
+        if len(errors) < MAX_REPORTED_ERRORS:
+            errors.append(problem)
     if error_count > len(errors):
         errors.append(f"... and {error_count - len(errors)} more")
     if error_count:
-        raise ImportRejected(f"{error_count} bad row(s); nothing was imported", errors=errors)
+        what = f"{bad_rows} bad row(s)" if bad_rows else "the archive holds refused files"
+        raise ImportRejected(f"{what}; nothing was imported", errors=errors)
     if not records:
         raise ImportRejected("the file holds no rows", errors=["the file holds no rows"])
     return records, fmt
+
+
+# ---------------------------------------------------------------------------- media
+
+_Source = archive.ZipSource | archive.FolderSource | archive.NoFiles
+
+
+@contextmanager
+def _manifest_open(path: Path, media_folder: Path | None) -> Iterator[tuple[Path, _Source]]:
+    """(the manifest to read, where the files it names come from). A .zip's manifest is
+    copied into a temporary folder, removed on the way out whatever happens."""
+    limits = media_limits()
+    max_member = max(limits.image_max_bytes, limits.audio_max_bytes)
+    if not archive.is_zip(path):
+        if media_folder is not None:
+            source: _Source = archive.FolderSource(media_folder, max_member)
+        else:
+            source = archive.NoFiles()
+        yield path, source
+        return
+    try:
+        source = archive.ZipSource(
+            path,
+            archive.ArchiveLimits(
+                max_bytes=settings.IMPORT_ARCHIVE_MAX_BYTES,
+                max_ratio=settings.IMPORT_ARCHIVE_MAX_RATIO,
+                max_member_bytes=max(max_member, settings.IMPORT_MAX_FILE_BYTES),
+            ),
+        )
+    except archive.ArchiveInvalid as exc:
+        raise ImportRejected(
+            f"the archive is refused: {exc.errors[0]}", errors=exc.errors
+        ) from None
+    try:
+        with tempfile.TemporaryDirectory(prefix="prefdata-import-") as folder:
+            try:
+                manifest = source.manifest_extract(Path(folder))
+            except archive.FileRefused as exc:
+                message = f"the manifest '{source.manifest}' {exc.message}"
+                raise ImportRejected(message, errors=[message]) from None
+            # The manifest may be large; media members stay capped by the media limits.
+            source.limits = archive.ArchiveLimits(
+                source.limits.max_bytes, source.limits.max_ratio, max_member
+            )
+            yield manifest, source
+    finally:
+        source.close()
+
+
+class _MediaChecker:
+    """Reads and checks every file the rows name, once per file; keeps only MediaInfo."""
+
+    def __init__(self, source: _Source) -> None:
+        self.source = source
+        self.limits = media_limits()
+        self.checked: dict[tuple[str, str | None], MediaInfo | str] = {}
+        self.referenced: set[str] = set()
+
+    def record_check(
+        self, line: int, record: formats.Record, refs: list[formats.MediaRef]
+    ) -> list[formats.RowError]:
+        problems = []
+        for ref in refs:
+            message = self._check(ref)
+            if message:
+                problems.append(formats.RowError(line, f"{ref.label} {message}", ref.field))
+        if not problems:
+            try:
+                formats.media_resolve(record)
+            except formats.RowInvalid as exc:
+                problems.append(formats.RowError(line, exc.message, exc.field))
+        return problems
+
+    def _check(self, ref: formats.MediaRef) -> str | None:
+        if ref.inline:
+            data, ref.data = ref.data, None  # the write pass reads the bytes again
+            try:
+                ref.info = media_inspect(data, self.limits, expect=ref.kind)
+            except MediaInvalid as exc:
+                return exc.message
+            return None
+        self.referenced.add(ref.path)
+        key = (ref.path, ref.kind)
+        found = self.checked.get(key)
+        if found is None:
+            try:
+                found = media_inspect(self.source.read(ref.path), self.limits, expect=ref.kind)
+            except (archive.FileRefused, MediaInvalid) as exc:
+                found = exc.message
+            self.checked[key] = found
+        if isinstance(found, str):
+            return found
+        ref.info = found
+        return None
+
+
+def _media_store(
+    records: list[formats.Record],
+    manifest: Path,
+    source: _Source,
+    options: formats.Options,
+    progress: Progress,
+    written: list[str],
+) -> int:
+    """Store every file the records use that storage lacks (read again, one at a time, and
+    checked to be the bytes validated); the names this call wrote go into `written`."""
+    wanted: dict[str, formats.MediaRef] = {}
+    for record in records:
+        for ref in record.media_refs():
+            wanted.setdefault(ref.info.hash, ref)
+    if not wanted:
+        return 0
+    missing = {h: ref for h, ref in wanted.items() if not default_storage.exists(ref.info.name)}
+    progress("storing", 0, len(missing))
+    inline: dict[str, MediaInfo] = {}
+    stored = 0
+    for n, (digest, ref) in enumerate(missing.items(), start=1):
+        if ref.inline:
+            inline[digest] = ref.info
+            continue
+        try:
+            data = source.read(ref.path)
+        except archive.FileRefused as exc:
+            raise ImportRejected(f"{ref.label} {exc.message}") from None
+        stored += _stored(data, ref.info, written)
+        if n % 100 == 0:
+            progress("storing", n, len(missing))
+    if inline:
+        # HF datasets' Parquet: the bytes live in the rows; read them again.
+        for _line, row in formats.iter_rows(manifest, options):
+            if isinstance(row, dict):
+                for data in _inline_bytes(row):
+                    info = inline.pop(hashlib.sha256(data).hexdigest(), None)
+                    if info is not None:
+                        stored += _stored(data, info, written)
+            if not inline:
+                break
+        if inline:
+            raise ImportRejected("the file changed while it was imported; nothing was imported")
+    progress("storing", len(missing), len(missing))
+    return stored
+
+
+def _stored(data: bytes, info: MediaInfo, written: list[str]) -> int:
+    if hashlib.sha256(data).hexdigest() != info.hash:
+        raise ImportRejected("a file changed while it was imported; nothing was imported")
+    if media_save(data=data, info=info):
+        written.append(info.name)
+        return 1
+    return 0
+
+
+def _inline_bytes(value) -> Iterator[bytes]:
+    if isinstance(value, dict):
+        data = value.get("bytes")
+        if isinstance(data, bytes | bytearray) and data:
+            yield bytes(data)
+            return
+        for v in value.values():
+            yield from _inline_bytes(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _inline_bytes(v)
 
 
 def _queue_key(pair_hash: str) -> int:
@@ -207,12 +421,27 @@ def _prompts_write(
     )
     prompt_ids.update(existing)
     new = [r.prompt for h, r in wanted.items() if h not in prompt_ids]
+    texts = [p for p in new if p.media is None]
     ids = rows_insert(
         Prompt,
         ("project", "content_hash", "text", "messages"),
-        [(project.id, p.hash, p.text, p.messages) for p in new],
+        [(project.id, p.hash, p.text, p.messages) for p in texts],
     )
-    prompt_ids.update(zip((p.hash for p in new), ids, strict=True))
+    prompt_ids.update(zip((p.hash for p in texts), ids, strict=True))
+    media = [p for p in new if p.media is not None]
+    media_ids = rows_insert(
+        Prompt,
+        ("project", "content_hash", "text", "messages", "media", "media_content_type", "metadata"),
+        [
+            (
+                project.id, p.hash, p.text, None, p.media.info.name, p.media.info.content_type,
+                {"media_alt": p.media.alt} if p.media.alt else {},
+            )
+            for p in media
+        ],
+    )  # fmt: skip
+    prompt_ids.update(zip((p.hash for p in media), media_ids, strict=True))
+    ids += media_ids
     written.created_prompts.update(ids)
     result.prompts_created += len(ids)
 
@@ -241,15 +470,37 @@ def _candidates_write(chunk: list[formats.Record], written: _Written, result: Im
         if (pid, h) in wanted:
             candidate_ids[(pid, h)] = cid
     new = [(k, resp) for k, resp in wanted.items() if k not in candidate_ids]
+    texts = [(k, resp) for k, resp in new if resp.content.media is None]
     ids = rows_insert(
         Candidate,
         ("prompt", "kind", "content_hash", "text", "messages", "source_model"),
         [
             (pid, "text", h, resp.content.text, resp.content.messages, resp.model)
-            for (pid, h), resp in new
+            for (pid, h), resp in texts
         ],
     )
-    candidate_ids.update(zip((k for k, _ in new), ids, strict=True))
+    candidate_ids.update(zip((k for k, _ in texts), ids, strict=True))
+    media = [(k, resp) for k, resp in new if resp.content.media is not None]
+    rows = []
+    for (pid, h), resp in media:
+        ref = resp.content.media
+        info = ref.info
+        rows.append(
+            (
+                pid, info.kind, h, "", None, resp.model, info.name, info.content_type,
+                info.size, {"alt": ref.alt} if ref.alt else {},
+            )
+        )  # fmt: skip
+    media_ids = rows_insert(
+        Candidate,
+        (
+            "prompt", "kind", "content_hash", "text", "messages", "source_model", "file",
+            "content_type", "size", "metadata",
+        ),
+        rows,
+    )  # fmt: skip
+    candidate_ids.update(zip((k for k, _ in media), media_ids, strict=True))
+    ids += media_ids
     written.created_candidates.update(ids)
     result.candidates_created += len(ids)
 
@@ -501,41 +752,79 @@ def import_job_start(**kwargs) -> ImportJob:
 
 def import_job_cancel(*, job: ImportJob) -> ImportJob:
     """Stop a queued or running import: nothing of it is written (its one transaction rolls
-    back at the next progress report)."""
-    return run_cancel(job)
+    back at the next progress report). The uploaded file goes now if no worker reads it
+    (else when that worker stops)."""
+    job = run_cancel(job)
+    if job.is_finished:
+        with advisory_lock_try(ImportJob.LOCK, job.lock_key) as free:
+            if free:
+                _upload_delete(job)
+    return job
+
+
+def _upload_delete(job: ImportJob) -> None:
+    """An uploaded file is only kept until its job has finished (whatever the outcome);
+    the name stays on the job, as a record of what was imported."""
+    if job.file:
+        job.file.storage.delete(job.file.name)
 
 
 def import_job_execute(*, job: ImportJob, on_progress: OnProgress | None = None) -> ImportJob:
     """Import the job's file (see core.runs.run_execute for the guarantees). A job whose
     worker died runs again from the start: its import wrote nothing, being one transaction
-    that never committed. A refused file fails the job with every error it found."""
-    return run_execute(job, _import_body(job), on_progress=on_progress, on_failure=_import_failure)
+    that never committed. A refused file fails the job with every error it found. Once the
+    job has finished, its uploaded file is deleted."""
+    job = run_execute(job, _import_body(job), on_progress=on_progress, on_failure=_import_failure)
+    if job.is_finished:
+        _upload_delete(job)
+    return job
 
 
 def _import_body(job: ImportJob):
     def body(handle: RunHandle) -> None:
         path = Path(job.file.path) if job.file else Path(job.source_path)
+        # A manifest on this machine names its files relative to its folder; an uploaded
+        # one can only carry them in its .zip (or inline, as HF Parquet).
+        media_folder = None if job.file else path.parent
         options = job.options or {}
         handle.progress(0, 0, phase="reading")
-        # The job's success commits with the import's rows, or neither does.
-        with transaction.atomic():
-            result = pairs_import(
-                project=Project.objects.get(pk=job.project_id),
-                path=path,
-                source_name=options.get("source") or f"import:{job.original_name}",
-                fmt=job.format,
-                options=formats.Options(
-                    pairs=options.get("pairs", "all"),
-                    max_pairs=int(options.get("max_pairs", 45)),
-                    max_line_bytes=settings.IMPORT_MAX_LINE_BYTES,
-                ),
-                progress=lambda phase, done, total: handle.progress(done, total or 0, phase=phase),
-            )
-            handle.complete(
-                progress_total=result.rows, progress_done=result.rows, summary=result.as_dict()
-            )
+        written: list[str] = []
+        try:
+            _import_in_transaction(job, handle, path, media_folder, options, written)
+        except BaseException:
+            media_delete(names=written)  # the rows that would use them never committed
+            raise
 
     return body
+
+
+def _import_in_transaction(
+    job: ImportJob,
+    handle: RunHandle,
+    path: Path,
+    media_folder: Path | None,
+    options: dict,
+    written: list[str],
+) -> None:
+    # The job's success commits with the import's rows, or neither does.
+    with transaction.atomic():
+        result = pairs_import(
+            project=Project.objects.get(pk=job.project_id),
+            path=path,
+            source_name=options.get("source") or f"import:{job.original_name}",
+            fmt=job.format,
+            options=formats.Options(
+                pairs=options.get("pairs", "all"),
+                max_pairs=int(options.get("max_pairs", 45)),
+                max_line_bytes=settings.IMPORT_MAX_LINE_BYTES,
+            ),
+            progress=lambda phase, done, total: handle.progress(done, total or 0, phase=phase),
+            media_folder=media_folder,
+            files_written=written,
+        )
+        handle.complete(
+            progress_total=result.rows, progress_done=result.rows, summary=result.as_dict()
+        )
 
 
 def _import_failure(exc: BaseException) -> dict:

@@ -110,7 +110,9 @@ def test_upload_of_a_wrong_file_type_is_refused(client, project, admin):
     _login(client, admin)
     response = _upload(client, project, "notes.txt", b"hello")
     assert response.status_code == 400
-    assert b"Upload a .jsonl, .jsonl.gz, .csv or .parquet file." in response.content
+    assert (
+        b"Upload a .jsonl, .jsonl.gz, .csv, .parquet or (with media) .zip file." in response.content
+    )
     assert not ImportJob.objects.exists()
 
 

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from annotation import formats
+from annotation.archive import ArchiveInvalid, manifest_in_folder
 from annotation.models import Project
 from annotation.services.importing import import_job_create, import_job_execute
 from annotation.services.projects import project_create
@@ -16,11 +17,15 @@ from core.progress import CommandProgress, run_command_check
 class Command(BaseCommand):
     help = (
         "Import preference pairs (TRL, hh-rlhf or ranked; JSONL, JSONL.gz, CSV or Parquet) as an "
-        "import job of the project, here and now, with a progress bar."
+        "import job of the project, here and now, with a progress bar. Media: a .zip holding "
+        "one manifest (pairs.jsonl, pairs.csv or pairs.parquet) and the files it names, or a "
+        "manifest (or its folder) whose files are named relative to that folder."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("file", type=Path)
+        parser.add_argument(
+            "file", type=Path, help="the file, the .zip, or a folder holding one manifest"
+        )
         parser.add_argument("--project", required=True, help="project slug")
         parser.add_argument("--create", action="store_true", help="create the project if new")
         parser.add_argument("--name", help="project name when --create makes it")
@@ -34,6 +39,11 @@ class Command(BaseCommand):
         parser.add_argument("--source", help="label source name (default import:<file name>)")
 
     def handle(self, *args, file: Path, project: str, create: bool, fmt: str, **opts) -> None:
+        if file.is_dir():
+            try:
+                file = manifest_in_folder(file)
+            except ArchiveInvalid as exc:
+                raise CommandError(str(exc)) from None
         if not file.is_file():
             raise CommandError(f"no such file: {file}")
         proj = Project.objects.filter(slug=project).first()

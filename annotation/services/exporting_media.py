@@ -50,6 +50,7 @@ ARCHIVE_DIRS = {"image": "img", "audio": "audio"}
 MEDIA_ROW_GROUP_BYTES = 64 * 1024**2
 MEDIA_ROW_GROUP_ROWS = 1_000
 COPY_CHUNK = 1024**2
+ROLES = ("chosen", "rejected")
 # datasets' feature for each kind (features JSON in the Parquet schema metadata).
 HF_FEATURES = {
     "image": {"_type": "Image"},
@@ -64,6 +65,9 @@ class MediaKinds:
 
     candidates: frozenset[str]
     prompts: frozenset[str]  # the kinds of the prompts' files ("text" not included)
+    # Whether any candidate / prompt file has alt text (Parquet then has *_alt columns).
+    candidate_alt: bool = False
+    prompt_alt: bool = False
 
     @property
     def has_media(self) -> bool:
@@ -128,7 +132,12 @@ def export_media_kinds(*, project: Project) -> MediaKinds:
         .distinct()
     )
     return MediaKinds(
-        candidates=frozenset(candidates), prompts=frozenset(_kind_of(t) for t in prompt_types)
+        candidates=frozenset(candidates),
+        prompts=frozenset(_kind_of(t) for t in prompt_types),
+        candidate_alt=Candidate.objects.filter(
+            prompt__project=project, metadata__has_key="alt"
+        ).exists(),
+        prompt_alt=Prompt.objects.filter(project=project, metadata__has_key="media_alt").exists(),
     )
 
 
@@ -295,7 +304,7 @@ def _column_kind(kinds: frozenset[str], what: str) -> str:
 
 
 def _media_schema(
-    candidate_kind: str, prompt_kind: str | None, with_confidence: bool
+    candidate_kind: str, prompt_kind: str | None, kinds: MediaKinds, with_confidence: bool
 ) -> tuple[Any, list[str]]:
     import pyarrow as pa
 
@@ -308,6 +317,11 @@ def _media_schema(
     ]
     if prompt_kind:
         fields.append((f"prompt_{prompt_kind}", struct, HF_FEATURES[prompt_kind]))
+    # Alt text in the columns the importer folds back into the files (chosen_alt, ...).
+    if kinds.candidate_alt and candidate_kind != "text":
+        fields += [(f"{role}_alt", pa.string(), HF_FEATURES["text"]) for role in ROLES]
+    if kinds.prompt_alt and prompt_kind:
+        fields.append(("prompt_alt", pa.string(), HF_FEATURES["text"]))
     fields += [
         ("margin", pa.float64(), {"dtype": "float64", "_type": "Value"}),
         ("id", pa.string(), HF_FEATURES["text"]),
@@ -353,7 +367,7 @@ def export_media_parquet_write(
 
     candidate_kind = _column_kind(kinds.candidates, "candidates")
     prompt_kind = _column_kind(kinds.prompts, "prompt files") if kinds.prompts else None
-    schema, names = _media_schema(candidate_kind, prompt_kind, with_confidence)
+    schema, names = _media_schema(candidate_kind, prompt_kind, kinds, with_confidence)
     n = 0
     with pq.ParquetWriter(out, schema, compression="zstd") as writer:
         columns: dict[str, list] = {name: [] for name in names}
@@ -375,6 +389,16 @@ def export_media_parquet_write(
                 media, media_size = _struct(pair.prompt_media) if pair.prompt_media else (None, 0)
                 columns[f"prompt_{prompt_kind}"].append(media)
                 size += media_size
+            for role in ROLES:
+                if f"{role}_alt" in columns:
+                    value = getattr(pair, role)
+                    columns[f"{role}_alt"].append(
+                        (value.alt or None) if isinstance(value, MediaRef) else None
+                    )
+            if "prompt_alt" in columns:
+                columns["prompt_alt"].append(
+                    (pair.prompt_media.alt or None) if pair.prompt_media else None
+                )
             columns["margin"].append(pair.margin)
             columns["id"].append(pair.id)
             if with_confidence:

@@ -165,10 +165,16 @@ def _load(path: Path, tmp_path: Path):
 def test_image_parquet_loads_with_datasets_as_images(project, tmp_path):
     first, second, third = _labelled(project)
     prompt_file = _prompt_image(third.prompt)
+    Candidate.objects.filter(pk=second.candidate_a_id).update(metadata={"alt": "a red ball"})
 
     ds = _load(_export(project, tmp_path / "export.parquet", "trl-parquet"), tmp_path)
 
-    assert ds.column_names == ["prompt", "chosen", "rejected", "prompt_image", "margin", "id"]
+    assert ds.column_names == [
+        "prompt", "chosen", "rejected", "prompt_image", "chosen_alt", "rejected_alt",
+        "prompt_alt", "margin", "id",
+    ]  # fmt: skip
+    assert ds["rejected_alt"] == [None, "a red ball", None]
+    assert ds["prompt_alt"] == [None, None, "the photo to edit"]
     assert ds.features["chosen"].__class__.__name__ == "Image"
     assert ds.num_rows == 3
     assert ds["id"] == [str(c.pk) for c in (first, second, third)]
@@ -343,3 +349,88 @@ def test_an_unknown_export_extension_is_404(client, project, admin):
     _login(client, admin)
 
     assert client.get(reverse("annotation:export", args=[project.slug, "tar"])).status_code == 404
+
+
+# ---------------------------------------------------------------------------- round trip
+
+
+def _manifest(path: Path) -> list[dict]:
+    with zipfile.ZipFile(path) as zf:
+        return [orjson.loads(line) for line in zf.read("pairs.jsonl").splitlines()]
+
+
+def _pairs(project: Project) -> set[tuple]:
+    """What makes two projects equal here: each labelled pair's prompt (text and file),
+    chosen and rejected content hashes, margin and alt texts."""
+    out = set()
+    for c in Comparison.objects.filter(project=project, label__in=["a", "b"], excluded=False):
+        chosen, rejected = (
+            (c.candidate_a, c.candidate_b) if c.label == "a" else (c.candidate_b, c.candidate_a)
+        )
+        out.add(
+            (
+                c.prompt.text,
+                Path(c.prompt.media.name).name if c.prompt.media else "",
+                c.prompt.metadata.get("media_alt", ""),
+                chosen.kind, chosen.content_hash, chosen.metadata.get("alt", ""),
+                rejected.kind, rejected.content_hash, rejected.metadata.get("alt", ""),
+                c.label_margin,
+            )
+        )  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize("kind", ["image", "audio"])
+def test_the_archive_imports_again_into_an_equal_project(project, tmp_path, kind):
+    from annotation.services.importing import pairs_import
+
+    first, _second, third = _labelled(project, kind=kind)
+    Candidate.objects.filter(pk=first.candidate_b_id).update(metadata={"alt": "the quiet one"})
+    _same_files_again(project, first, label="b", external_id="row-again")
+    if kind == "image":
+        _prompt_image(third.prompt)
+    out = _export(project, tmp_path / "export.zip", "archive")
+    again = Project.objects.create(slug="again", name="Again")
+
+    result = pairs_import(project=again, path=out, source_name="import:export.zip")
+
+    assert result.comparisons_created == 4
+    assert _pairs(again) == _pairs(project)
+    assert len(_pairs(project)) == 4
+    # Its own export is the same archive, row for row and file for file.
+    out_again = _export(again, tmp_path / "again.zip", "archive")
+    assert _manifest(out_again) == _manifest(out)
+    with zipfile.ZipFile(out) as a, zipfile.ZipFile(out_again) as b:
+        assert sorted(a.namelist()) == sorted(b.namelist())
+        assert all(a.read(name) == b.read(name) for name in a.namelist())
+
+
+def test_the_parquet_export_imports_again_too(project, tmp_path):
+    from annotation.services.importing import pairs_import
+
+    _labelled(project)
+    out = _export(project, tmp_path / "export.parquet", "trl-parquet")
+    again = Project.objects.create(slug="again", name="Again")
+
+    result = pairs_import(project=again, path=out, source_name="import:export.parquet")
+
+    assert result.comparisons_created == 3
+    assert _pairs(again) == _pairs(project)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="importer: a Parquet prompt_image struct folds into {bytes, path, text}, which "
+    "formats._is_hf_struct does not take, so the prompt's file is dropped without an error",
+)
+def test_a_parquet_prompt_image_imports_again(project, tmp_path):
+    from annotation.services.importing import pairs_import
+
+    (comparison,) = _labelled(project, n=1)
+    _prompt_image(comparison.prompt, alt="")
+    out = _export(project, tmp_path / "export.parquet", "trl-parquet")
+    again = Project.objects.create(slug="again", name="Again")
+
+    pairs_import(project=again, path=out, source_name="import:export.parquet")
+
+    assert Prompt.objects.get(project=again).media.name == comparison.prompt.media.name

@@ -333,6 +333,17 @@ def test_the_jsonl_download_of_a_media_project_says_why_not(client, project, adm
     assert "--format archive" in page
 
 
+def test_the_parquet_download_of_a_mixed_project_says_why_not(client, project, admin):
+    _labelled(project, n=1)
+    comparison_make(project, label="a")
+    _login(client, admin)
+
+    response = client.get(reverse("annotation:export", args=[project.slug, "parquet"]), follow=True)
+
+    assert response.redirect_chain == [(reverse("annotation:project", args=[project.slug]), 302)]
+    assert "mix image and text" in response.content.decode()
+
+
 def test_outsiders_and_annotators_get_404_for_the_media_exports(
     client, project, annotator, outsider
 ):

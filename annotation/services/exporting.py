@@ -8,11 +8,16 @@ query through a server-side cursor (the server resolves chosen/rejected and the 
 elsewhere from the ORM's chunked iterator. If any prompt or response of the project is a conversation, every row is
 written in TRL's conversational form (lists of {role, content}); otherwise as plain strings,
 so that the whole file has one type per column, as `datasets` requires.
+
+A project with image or audio candidates (or prompts that show a file) exports as an
+archive or as Parquet in datasets' Image/Audio layout (annotation.services.exporting_media);
+JSONL alone cannot carry its files and is refused with a message naming those two.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,8 +33,11 @@ from annotation.models import (
     Project,
     Prompt,
 )
+from core.exceptions import ApplicationError
 
-EXPORT_FORMATS = ("trl-jsonl", "trl-parquet")
+EXPORT_FORMATS = ("trl-jsonl", "trl-parquet", "archive")
+# The web download's file extension for each format.
+EXPORT_EXTENSIONS = {"trl-jsonl": "jsonl", "trl-parquet": "parquet", "archive": "zip"}
 CHUNK = 5_000
 PARQUET_ROW_GROUP = 50_000
 PARQUET_BATCH = 10_000  # divides PARQUET_ROW_GROUP
@@ -89,7 +97,7 @@ def _messages(value: Any, loads) -> Any:
     return loads(value) if value is not None else None
 
 
-def _source_sql(with_source: bool) -> str:
+def source_sql(with_source: bool) -> str:
     if not with_source:
         return "NULL::text"
     judgement = Judgement._meta.db_table
@@ -118,7 +126,7 @@ def _pairs_read(project: Project, conversational: bool, with_source: bool) -> It
     sql = f"""
         SELECT COALESCE(NULLIF(c.external_id, ''), c.id::text), c.label_margin,
                p.text, p.messages, ch.text, ch.messages, rj.text, rj.messages,
-               c.label_confidence, {_source_sql(with_source)}
+               c.label_confidence, {source_sql(with_source)}
         FROM (
             SELECT id, external_id, label_margin, label_confidence, prompt_id,
                    CASE WHEN label = %(a)s THEN candidate_a_id ELSE candidate_b_id END AS chosen,
@@ -239,14 +247,44 @@ def export_parquet_write(
     return n
 
 
-def export_write(*, project: Project, fmt: str, out: Path, with_confidence: bool = False) -> int:
-    """Write an export file; returns the number of rows."""
+def export_check(*, project: Project, fmt: str) -> None:
+    """Refuse (ApplicationError) a format that cannot hold this project: plain JSONL for a
+    project with image or audio files. Cheap: run it before a download starts streaming."""
+    from annotation.services.exporting_media import export_has_media
+
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format '{fmt}': use {', '.join(EXPORT_FORMATS)}")
+    if fmt == "trl-jsonl" and export_has_media(project=project):
+        raise ApplicationError(
+            "This project has image or audio files, which JSONL cannot carry: export it as "
+            "an archive (pairs.jsonl and the files, which imports again; export_pairs "
+            "--format archive) or as Parquet with datasets' Image/Audio columns "
+            "(--format trl-parquet)."
+        )
+
+
+def export_write(
+    *, project: Project, fmt: str, out: str | Path | IO[bytes], with_confidence: bool = False
+) -> int:
+    """Write an export file (a path, or a writable binary file for Parquet and the archive);
+    returns the number of rows. ApplicationError when the format cannot hold the project
+    (export_check, and Parquet for a project mixing kinds)."""
+    from annotation.services import exporting_media
+
+    export_check(project=project, fmt=fmt)
+    if fmt == "archive":
+        return exporting_media.export_archive_write(project=project, out=out)
     if fmt == "trl-parquet":
+        if exporting_media.export_has_media(project=project):
+            return exporting_media.export_media_parquet_write(
+                project=project,
+                out=out,
+                kinds=exporting_media.export_media_kinds(project=project),
+                with_confidence=with_confidence,
+            )
         return export_parquet_write(project=project, out=out, with_confidence=with_confidence)
     n = 0
-    with open(out, "wb") as fh:
+    with open(out, "wb") if isinstance(out, str | Path) else nullcontext(out) as fh:
         for chunk in export_jsonl_chunks(project=project, with_confidence=with_confidence):
             n += chunk.count(b"\n")
             fh.write(chunk)

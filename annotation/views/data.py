@@ -10,7 +10,13 @@ from django.views.decorators.http import require_http_methods, require_POST
 from annotation.forms import ImportForm
 from annotation.selectors import import_job_get, import_job_list, project_role_for, project_stats
 from annotation.services.agreement import project_agreement
-from annotation.services.exporting import export_jsonl_chunks, export_parquet_write
+from annotation.services.exporting import (
+    EXPORT_EXTENSIONS,
+    export_check,
+    export_jsonl_chunks,
+    export_write,
+)
+from annotation.services.exporting_media import export_has_media
 from annotation.services.importing import import_job_cancel, import_job_start
 from core.exceptions import ApplicationError
 from core.roles import ADMIN, MEMBERS, REVIEWERS, Role
@@ -30,6 +36,8 @@ def project_detail(request: HttpRequest, project) -> HttpResponse:
             "stats": project_stats(project=project),
             "jobs": import_job_list(project=project),
             "is_admin": role == Role.ADMIN,
+            # Which export links the admin sees: archive and Parquet for images and audio.
+            "has_media": role == Role.ADMIN and export_has_media(project=project),
             "can_review": can_review,
             "agreement": agreement,
             # Annotators see how well the project agrees, not how each of the others does.
@@ -83,19 +91,30 @@ def import_job_cancel_view(request: HttpRequest, project, job_id: int) -> HttpRe
 
 @project_view(roles=ADMIN)
 def export_download(request: HttpRequest, project, ext: str) -> HttpResponse:
-    # ?confidence=1 adds the label's confidence as a column.
+    # ?confidence=1 adds the label's confidence as a column (JSONL and Parquet).
     with_confidence = request.GET.get("confidence") == "1"
-    if ext == "jsonl":
-        response = StreamingHttpResponse(
-            export_jsonl_chunks(project=project, with_confidence=with_confidence),
-            content_type="application/jsonl",
-        )
-        response["Content-Disposition"] = f'attachment; filename="{project.slug}.jsonl"'
-        return response
-    if ext == "parquet":
-        # Parquet's footer is written last: build the file on disk, then stream it.
+    fmt = next((f for f, e in EXPORT_EXTENSIONS.items() if e == ext), None)
+    if fmt is None:
+        raise Http404("Unknown export format.")
+    try:
+        export_check(project=project, fmt=fmt)
+        if fmt == "trl-jsonl":
+            response = StreamingHttpResponse(
+                export_jsonl_chunks(project=project, with_confidence=with_confidence),
+                content_type="application/jsonl",
+            )
+            response["Content-Disposition"] = f'attachment; filename="{project.slug}.jsonl"'
+            return response
+        # Parquet's footer and the zip's directory are written last: build the file on
+        # disk (not in memory), then stream it.
         out = tempfile.TemporaryFile()  # noqa: SIM115 (FileResponse closes it)
-        export_parquet_write(project=project, out=out, with_confidence=with_confidence)
-        out.seek(0)
-        return FileResponse(out, as_attachment=True, filename=f"{project.slug}.parquet")
-    raise Http404("Unknown export format.")
+        try:
+            export_write(project=project, fmt=fmt, out=out, with_confidence=with_confidence)
+        except BaseException:
+            out.close()
+            raise
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("annotation:project", slug=project.slug)
+    out.seek(0)
+    return FileResponse(out, as_attachment=True, filename=f"{project.slug}.{ext}")

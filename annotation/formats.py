@@ -325,6 +325,10 @@ def media_columns_fold(row: dict) -> dict:
     for role in _ROLE_COLUMNS:
         given = [k for k in MEDIA_KINDS if row.get(f"{role}_{k}") not in (None, "")]
         if not given:
+            # Our own Parquet export: `chosen` holds the struct, `chosen_alt` its alt text.
+            value, alt = row.get(role), row.get(f"{role}_alt")
+            if isinstance(value, dict) and _is_hf_struct(value) and alt not in (None, ""):
+                row[role] = {**value, "alt": alt}
             continue
         if len(given) > 1:
             raise RowInvalid("name one file: an image or an audio, not both", f"{role}_audio")
@@ -345,7 +349,8 @@ def media_columns_fold(row: dict) -> dict:
 
 
 def _is_hf_struct(value: dict) -> bool:
-    return "bytes" in value and set(value) <= {"bytes", "path", "alt"}
+    # "text": a prompt's struct column folded with the prompt's text (media_columns_fold).
+    return "bytes" in value and set(value) <= {"bytes", "path", "alt", "text"}
 
 
 def _media_ref(value: dict, name: str) -> MediaRef | None:
@@ -365,6 +370,9 @@ def _media_ref(value: dict, name: str) -> MediaRef | None:
         if not path:
             raise RowInvalid("has neither bytes nor a path", name)
         return MediaRef(None, _checked_path(path, name), name, alt)
+    if "bytes" in value:
+        extra = sorted(set(value) - {"bytes", "path", "alt", "text"})
+        raise RowInvalid(f"a file struct holds bytes and path, not {', '.join(extra)}", name)
     kinds = [k for k in MEDIA_KINDS if k in value]
     if not kinds:
         return None

@@ -429,19 +429,16 @@ def test_the_parquet_export_imports_again_too(project, tmp_path):
     assert _pairs(again) == _pairs(project)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="importer: a Parquet prompt_image struct folds into {bytes, path, text}, which "
-    "formats._is_hf_struct does not take, so the prompt's file is dropped without an error",
-)
 def test_a_parquet_prompt_image_imports_again(project, tmp_path):
     from annotation.services.importing import pairs_import
 
     (comparison,) = _labelled(project, n=1)
-    _prompt_image(comparison.prompt, alt="")
+    _prompt_image(comparison.prompt, alt="the photo to edit")
     out = _export(project, tmp_path / "export.parquet", "trl-parquet")
     again = Project.objects.create(slug="again", name="Again")
 
     pairs_import(project=again, path=out, source_name="import:export.parquet")
 
-    assert Prompt.objects.get(project=again).media.name == comparison.prompt.media.name
+    prompt = Prompt.objects.get(project=again)
+    assert prompt.media.name == comparison.prompt.media.name
+    assert prompt.metadata.get("media_alt") == "the photo to edit"

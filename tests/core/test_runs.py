@@ -326,10 +326,13 @@ def test_the_sweep_sends_a_long_queued_runs_task_again(
 
 
 def test_percent_moves_forward_across_phases():
+    # An import's three phases (validating, storing files, writing rows) are a third each.
     job = ImportJob(status="running", phase="validating", progress_done=50, progress_total=100)
-    assert job.percent == 25
-    job.phase, job.progress_done = "writing", 0
-    assert job.percent == 50
+    assert job.percent == 16
+    job.phase, job.progress_done = "storing", 0
+    assert job.percent == 33
+    job.phase = "writing"
+    assert job.percent == 66
     job.progress_done = 100
     assert job.percent == 99  # 100 only once it succeeded
     job.status = "succeeded"

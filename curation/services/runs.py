@@ -138,7 +138,7 @@ def _curation_input(project: Project, *, progress=None):
     Contents without a vector are embedded first (`progress(done, total)` meanwhile)."""
     from curation.detectors import CurationInput
     from scoring.selectors import embeddings_load
-    from scoring.services.embeddings import embeddings_compute_project, encoder_current
+    from scoring.services.embeddings import embeddings_compute_project, pair_encoders
 
     rows = list(
         _labelled_pairs(project)
@@ -159,8 +159,8 @@ def _curation_input(project: Project, *, progress=None):
         raise ApplicationError(
             f"only {len(rows)} labelled A/B pairs; finding noisy ones needs {MIN_PAIRS}"
         )
-    encoder = encoder_current()
-    embeddings_compute_project(project=project, encoder=encoder, progress=progress)
+    encoders = pair_encoders(project=project)  # prompts: text; candidates: their kind
+    embeddings_compute_project(project=project, progress=progress)
     ids, labels, margins, p_hash, a_hash, b_hash, len_a, len_b = zip(*rows, strict=True)
     index = {cid: i for i, cid in enumerate(ids)}
     # Every A/B judgement by a person or an AI annotator; an imported file is not an
@@ -182,9 +182,9 @@ def _curation_input(project: Project, *, progress=None):
         margin = np.array([m or 0.0 for m in margins], dtype=np.float32)
     data = CurationInput(
         ids=np.asarray(ids, dtype=np.int64),
-        prompt=embeddings_load(content_hashes=p_hash, encoder=encoder),
-        a=embeddings_load(content_hashes=a_hash, encoder=encoder),
-        b=embeddings_load(content_hashes=b_hash, encoder=encoder),
+        prompt=embeddings_load(content_hashes=p_hash, encoder=encoders.prompt),
+        a=embeddings_load(content_hashes=a_hash, encoder=encoders.response),
+        b=embeddings_load(content_hashes=b_hash, encoder=encoders.response),
         label_a=np.array([label == Choice.A for label in labels]),
         len_a=np.asarray(len_a, dtype=np.float32),
         len_b=np.asarray(len_b, dtype=np.float32),

@@ -1,4 +1,6 @@
-"""Scores: a model version's P(A > B) (ensemble mean and spread) for every text comparison."""
+"""Scores: a model version's P(A > B) (ensemble mean and spread) for every comparison of the
+project's modality (text, or image or audio pairs: prompt text vectors with the
+candidates' media vectors)."""
 
 from __future__ import annotations
 
@@ -14,10 +16,9 @@ from django.db import connection, connections, transaction
 
 from annotation.models import Candidate, Comparison, Prompt
 from core.exceptions import ApplicationError
-from scoring.encoders import Encoder
 from scoring.models import Embedding, ModelVersion, Score
 from scoring.selectors import EmbeddingsMissing
-from scoring.services.embeddings import embeddings_compute_project, encoder_current
+from scoring.services.embeddings import PairEncoders, embeddings_compute_project, pair_encoders
 from scoring.train import ensemble_load, ensemble_score, ensemble_score_indexed, fast_dtype
 from scoring.transformer import transformer_load
 
@@ -29,8 +30,8 @@ TRANSFORMER_SCORE_CHUNK = 2_000  # comparisons (with their texts) a transformer 
 
 
 def scores_compute(*, version: ModelVersion) -> int:
-    """P(A > B) (ensemble mean and spread) of `version` for every text comparison of its
-    project; return how many were written. Idempotent: rows are upserted on (comparison,
+    """P(A > B) (ensemble mean and spread) of `version` for every comparison of its
+    project's modality (`project_modality`); return how many were written. Idempotent: rows are upserted on (comparison,
     model version), so scoring again overwrites them.
 
     Per round of SCORE_CHUNK comparisons: one query reads the comparisons with their three
@@ -45,10 +46,10 @@ def scores_compute(*, version: ModelVersion) -> int:
     with version.artifact.open("rb") as fh:
         ensemble = ensemble_load(io.BytesIO(fh.read()))
     dtype = fast_dtype(next(ensemble.parameters()).device)
-    encoder = encoder_current()
+    encoders = pair_encoders(project=version.project)
 
     def read(after_id: int) -> _ScoreChunk | None:
-        return _score_chunk_read(version.project_id, encoder, after_id, SCORE_CHUNK)
+        return _score_chunk_read(version.project_id, encoders, after_id, SCORE_CHUNK)
 
     written, last_id, embedded = 0, 0, False
     with _prefetcher() as prefetch:
@@ -58,9 +59,9 @@ def scores_compute(*, version: ModelVersion) -> int:
                 if embedded:  # embedded already, still missing: the encoder wrote nothing
                     raise EmbeddingsMissing(
                         f"{chunk.missing:,} contents of project #{version.project_id} have no "
-                        f"{encoder.version} vector after embedding them."
+                        f"{encoders.response.version} vector after embedding them."
                     )
-                embeddings_compute_project(project=version.project, encoder=encoder)
+                embeddings_compute_project(project=version.project)
                 embedded = True
                 pending = prefetch(read, last_id)  # the same round again, with its vectors
                 continue
@@ -142,9 +143,10 @@ def _chunk_score(ensemble, chunk: _ScoreChunk, dtype) -> tuple[np.ndarray, np.nd
 
 
 def _score_chunk_read(
-    project_id: int, encoder: Encoder, after_id: int, limit: int
+    project_id: int, encoders: PairEncoders, after_id: int, limit: int
 ) -> _ScoreChunk | None:
-    """The next `limit` text comparisons of the project with id > after_id, by id."""
+    """The next `limit` comparisons of the project's modality with id > after_id, by id:
+    prompt vectors of the prompt encoder, A and B vectors of the response encoder."""
     import psycopg
 
     c, p, cand, e = (
@@ -167,8 +169,9 @@ def _score_chunk_read(
         f"LEFT JOIN {e} ea ON ea.content_hash = ca.content_hash AND ea.encoder = %s "
         f"LEFT JOIN {e} eb ON eb.content_hash = cb.content_hash AND eb.encoder = %s"
     )  # no ORDER BY: sorting 2 KB rows spills to disk; the ids are sorted in numpy instead
-    text = Candidate.Kind.TEXT
-    params = [project_id, after_id, limit, text, text] + [encoder.version] * 3
+    kind = encoders.modality
+    params = [project_id, after_id, limit, kind, kind, encoders.prompt.version]
+    params += [encoders.response.version] * 2
     connection.ensure_connection()
     # SET LOCAL needs a transaction: the JIT compiler costs ~0.1 s a round and gains
     # nothing on index look-ups and hash joins.
@@ -177,7 +180,7 @@ def _score_chunk_read(
         cursor.execute(query, params, binary=True)
         rows = cursor.fetchall()
         if not rows:
-            # The window held only non-text comparisons: step over it, or stop at the end.
+            # The window held only other kinds' comparisons: step over it, or stop.
             cursor.execute(
                 f"SELECT max(id) FROM (SELECT id FROM {c} WHERE project_id = %s AND id > %s "
                 f"ORDER BY id LIMIT %s) w",
@@ -186,7 +189,7 @@ def _score_chunk_read(
             last = cursor.fetchone()[0]
             if last is None:
                 return None
-            return _score_chunk_read(project_id, encoder, last, limit)
+            return _score_chunk_read(project_id, encoders, last, limit)
     ids, prompt_ids, a_ids, b_ids, p_dt, p_vec, a_dt, a_vec, b_dt, b_vec = zip(*rows, strict=True)
     return _score_chunk_build(
         np.array(ids, dtype=np.int64),
@@ -196,7 +199,8 @@ def _score_chunk_read(
         (p_dt, p_vec),
         (a_dt, a_vec),
         (b_dt, b_vec),
-        encoder.dim,
+        encoders.prompt.dim,
+        encoders.response.dim,
     )
 
 
@@ -216,8 +220,10 @@ def _vectors_matrix(dtypes, vectors, dim: int) -> tuple[np.ndarray, np.ndarray]:
     return out, missing
 
 
-def _score_chunk_build(ids, prompt_ids, a_ids, b_ids, p_col, a_col, b_col, dim) -> _ScoreChunk:
-    prompt, p_missing = _vectors_matrix(*p_col, dim)
+def _score_chunk_build(
+    ids, prompt_ids, a_ids, b_ids, p_col, a_col, b_col, prompt_dim, dim
+) -> _ScoreChunk:
+    prompt, p_missing = _vectors_matrix(*p_col, prompt_dim)
     a, a_missing = _vectors_matrix(*a_col, dim)
     b, b_missing = _vectors_matrix(*b_col, dim)
     chunk = _ScoreChunk(ids, prompt, a, b, int(p_missing.sum() + a_missing.sum() + b_missing.sum()))

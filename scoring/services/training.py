@@ -25,10 +25,14 @@ from annotation.models import Candidate, Choice, Judgement, Project, Prompt
 from core.exceptions import ApplicationError
 from core.locks import Lock, advisory_lock_try
 from core.runs import OnProgress, RunHandle, run_cancel, run_enqueue, run_execute
-from scoring.encoders import Encoder
 from scoring.models import ModelVersion, TrainingRun
-from scoring.selectors import embeddings_load, scoring_settings_get, training_comparisons
-from scoring.services.embeddings import embeddings_compute_project, encoder_current
+from scoring.selectors import (
+    embeddings_load,
+    project_modality,
+    scoring_settings_get,
+    training_comparisons,
+)
+from scoring.services.embeddings import PairEncoders, embeddings_compute_project, pair_encoders
 from scoring.signals import model_version_activated
 from scoring.train import PairArrays, TrainConfig, ensemble_save, stable_split, train_ensemble
 from scoring.transformer import TextPairs, TransformerConfig, transformer_save, transformer_train
@@ -60,7 +64,13 @@ def training_run_create(
         train_config = config_class.from_dict(options)
     except (TypeError, ValueError) as exc:
         raise ApplicationError(f"Bad training options: {exc}") from exc
-    labelled = training_comparisons(project=project).count()
+    modality = project_modality(project=project)
+    if kind == TrainingRun.Kind.TRANSFORMER and modality != Candidate.Kind.TEXT:
+        raise ApplicationError(
+            f"A fine-tuned transformer reads text, and this project's candidates are "
+            f"{modality} files: train heads on {modality} embeddings instead."
+        )
+    labelled = training_comparisons(project=project, modality=modality).count()
     if labelled < MIN_TRAIN_PAIRS:
         raise ApplicationError(
             f"The project has {labelled} labelled A/B pairs; training needs at least "
@@ -184,10 +194,8 @@ def _training_body(run: TrainingRun):
         if run.kind == TrainingRun.Kind.TRANSFORMER:
             fitted = _transformer_fit(run, project, progress)
         else:
-            encoder = encoder_current()
-            embeddings_compute_project(
+            embeddings_compute_project(  # text, and the image or audio candidates' files
                 project=project,
-                encoder=encoder,
                 progress=lambda done, total: handle.progress(done, total, phase="embedding"),
             )
             fitted = _heads_fit(run, project, progress)
@@ -248,7 +256,7 @@ def _model_version_activated(version: ModelVersion) -> None:
 
 def _heads_fit(run: TrainingRun, project: Project, progress) -> _Fitted:
     config = TrainConfig.from_dict(run.config)
-    pairs, keys, label_set_hash = _training_pairs(project, encoder_current())
+    pairs, keys, label_set_hash = _training_pairs(project, pair_encoders(project=project))
     train_idx, eval_idx = stable_split(keys)
     result = train_ensemble(
         config,
@@ -367,23 +375,28 @@ def _label_set_hash(rows: list[_Row]) -> str:
     return digest.hexdigest()
 
 
-def _training_pairs(project: Project, encoder: Encoder) -> tuple[PairArrays, list[str], str]:
+def _training_pairs(project: Project, encoders: PairEncoders) -> tuple[PairArrays, list[str], str]:
     """The labelled A/B comparisons as PairArrays (chosen first), their split keys and the
-    label-set hash."""
+    label-set hash. Prompts' text vectors; the candidates' vectors of their own encoder
+    (text, image or audio). Media have no text length: no length metrics for them."""
     rows = _training_rows(project)
     a_wins = np.array([r.a_wins for r in rows])
-    prompt = embeddings_load(content_hashes=[r.prompt_hash for r in rows], encoder=encoder)
-    a = embeddings_load(content_hashes=[r.a_hash for r in rows], encoder=encoder)
-    b = embeddings_load(content_hashes=[r.b_hash for r in rows], encoder=encoder)
-    lengths_a = np.array([r.len_a for r in rows], dtype=np.float32)
-    lengths_b = np.array([r.len_b for r in rows], dtype=np.float32)
+    prompt = embeddings_load(content_hashes=[r.prompt_hash for r in rows], encoder=encoders.prompt)
+    a = embeddings_load(content_hashes=[r.a_hash for r in rows], encoder=encoders.response)
+    b = embeddings_load(content_hashes=[r.b_hash for r in rows], encoder=encoders.response)
+    chosen_len = rejected_len = None
+    if encoders.modality == Candidate.Kind.TEXT:
+        lengths_a = np.array([r.len_a for r in rows], dtype=np.float32)
+        lengths_b = np.array([r.len_b for r in rows], dtype=np.float32)
+        chosen_len = np.where(a_wins, lengths_a, lengths_b)
+        rejected_len = np.where(a_wins, lengths_b, lengths_a)
     pairs = PairArrays(
         prompt=prompt,
         chosen=np.where(a_wins[:, None], a, b),
         rejected=np.where(a_wins[:, None], b, a),
         margin=_margins(rows),
-        chosen_len=np.where(a_wins, lengths_a, lengths_b),
-        rejected_len=np.where(a_wins, lengths_b, lengths_a),
+        chosen_len=chosen_len,
+        rejected_len=rejected_len,
         sources=[r.source or "unknown" for r in rows],
     )
     return pairs, [r.key for r in rows], _label_set_hash(rows)

@@ -73,9 +73,25 @@ def _reward_model_version(annotator: AIAnnotator) -> str:
     return f"reward-model#{version.pk}"
 
 
+def _local_llm_text_only(project: Project) -> None:
+    """The bundled SmolLM2 reads text only: refuse a project of image or audio pairs rather
+    than let it guess from the prompts."""
+    from scoring.selectors import project_modality
+
+    modality = project_modality(project=project)
+    if modality != Candidate.Kind.TEXT:
+        raise ApplicationError(
+            f"The local LLM judge (SmolLM2) reads text only, and this project compares "
+            f"{modality} files: it cannot judge them. Use the reward-model judge (heads on "
+            f"{modality} embeddings), or a remote judge served by a model that takes "
+            f"{modality} input."
+        )
+
+
 def _local_llm_version(annotator: AIAnnotator) -> str:
     from curation.judges.llm import model_version
 
+    _local_llm_text_only(annotator.project)
     return (model_version() + _template_suffix(annotator))[:100]
 
 
@@ -169,6 +185,8 @@ def _both_orders_result(cid: int, p_ab: float, p_first_ba: float, attempts: int)
 
 def _local_llm_judge(annotator: AIAnnotator, model_version: str, ids: list[int]) -> Judge:
     from curation.judges.llm import model_get
+
+    _local_llm_text_only(annotator.project)  # a run queued before the media were imported
 
     options = {**LOCAL_DEFAULTS, **annotator.settings}
     template = annotator.settings.get("prompt_template", "")

@@ -81,18 +81,16 @@ def _active_version(project: Project):
 def _scores_ensure(project: Project) -> None:
     """Score the open comparisons with the active model if it has not (the scoring task
     and a re-routing both start when a version becomes active; either may run first)."""
-    from annotation.models import Candidate
     from scoring.models import Score
+    from scoring.selectors import project_modality
     from scoring.services.scores import scores_compute
 
     version = _active_version(project)
     if version is None or not version.artifact:
         return
+    kind = project_modality(project=project)  # what the model scores: text, image or audio
     open_text = Comparison.objects.filter(
-        project=project,
-        label__isnull=True,
-        candidate_a__kind=Candidate.Kind.TEXT,
-        candidate_b__kind=Candidate.Kind.TEXT,
+        project=project, label__isnull=True, candidate_a__kind=kind, candidate_b__kind=kind
     )
     scored = Score.objects.filter(model_version=version, comparison__in=open_text).count()
     if scored < open_text.count():
@@ -186,17 +184,21 @@ def _human_majority(ids: list[int]) -> dict[int, bool]:
 
 def _embeddings(pairs: _Pairs):
     """(prompt, a, b) embeddings of the pairs, NaN rows where a vector is missing; None
-    when the project has none at all."""
+    when the project has none at all. Prompts' text vectors; the candidates' vectors of the
+    project's modality (text, image or audio: then a and b are another size than prompt)."""
     if not pairs.ids:
         return None
     from scoring.selectors import embeddings_load
-    from scoring.services.embeddings import encoder_current
+    from scoring.services.embeddings import pair_encoders
 
-    encoder = encoder_current()
-    load = lambda hashes: embeddings_load(  # noqa: E731
-        content_hashes=hashes, encoder=encoder, allow_missing=True
-    )
-    prompt, a, b = load(pairs.prompt_hash), load(pairs.a_hash), load(pairs.b_hash)
+    project = Comparison.objects.select_related("project").get(pk=pairs.ids[0]).project
+    encoders = pair_encoders(project=project)
+
+    def load(hashes, encoder):
+        return embeddings_load(content_hashes=hashes, encoder=encoder, allow_missing=True)
+
+    prompt = load(pairs.prompt_hash, encoders.prompt)
+    a, b = load(pairs.a_hash, encoders.response), load(pairs.b_hash, encoders.response)
     if not np.isfinite(prompt).any():
         return None
     return prompt, a, b
@@ -310,7 +312,10 @@ def _human_priorities(plan: policies.RoutingPlan, view: _View) -> np.ndarray:
     if view.emb is not None and len(human_idx):
         prompt, a, b = (m[human_idx] for m in view.emb)
         diff = a - b
-        features = np.hstack([diff, prompt * diff])  # the linear head's [r, p*r] difference
+        # The linear head's [r, p*r] difference; for image or audio responses ([r, p]
+        # features) the prompt term cancels in a difference.
+        same_space = prompt.shape[1] == diff.shape[1]
+        features = np.hstack([diff, prompt * diff]) if same_space else diff
     order = policies.queue_order(
         features=features,
         p_a=view.p_a[human_idx] if view.have_scores else None,

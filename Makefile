@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test lint venv static chromium clean
+.PHONY: run test lint venv static debian clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -42,11 +42,12 @@ lint: venv node_modules/.package-lock.json
 	$(BIN)/lint-imports
 	npm run --silent lint
 
-# Debian's chromium for the browser tests (Playwright drives it; it never downloads one).
-chromium:
-	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+# Debian's chromium for the browser tests (Playwright drives it; it never downloads one), and
+# espeak-ng, the speech of the simulated audio preference set (bench/media_data.py).
+debian:
+	@command -v chromium >/dev/null && command -v espeak-ng >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium espeak-ng >/dev/null; }
 
-test: venv static chromium lint
+test: venv static debian lint
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/prefdata} \
 		$(BIN)/python manage.py makemigrations --check --dry-run -v 0
 	$(BIN)/pytest $(PYTEST_ARGS)

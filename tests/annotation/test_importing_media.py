@@ -595,6 +595,9 @@ def test_uploaded_archive_is_imported_by_the_worker_and_its_upload_removed(
 
     assert job.status == "succeeded", job.errors
     assert job.summary["message"].startswith("imported 5 comparisons (5 prompts, 10 candidates")
+    # The worker deletes the upload right after it committed the job's end.
+    while stored.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert not stored.exists()
     assert Candidate.objects.filter(kind="image").count() == 10
     page = client.get(reverse("annotation:import_job", args=[project.slug, job.id]))

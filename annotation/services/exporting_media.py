@@ -39,8 +39,8 @@ from django.core.files.storage import default_storage
 from django.db import connection, transaction
 
 from annotation.media import CONTENT_TYPES, KINDS
-from annotation.models import Candidate, Choice, Comparison, Project, Prompt
-from annotation.services.exporting import CHUNK, source_sql
+from annotation.models import Candidate, Choice, Project, Prompt
+from annotation.services.exporting import CHUNK, labelled_pairs_sql, source_sql
 from core.exceptions import ApplicationError
 
 ARCHIVE_MANIFEST = "pairs.jsonl"
@@ -194,15 +194,7 @@ def _media_pairs_read(project: Project, with_source: bool) -> Iterator[tuple]:
                ch.kind, ch.text, ch.messages, ch.file, ch.alt,
                rj.kind, rj.text, rj.messages, rj.file, rj.alt,
                c.label_confidence, {source_sql(with_source)}
-        FROM (
-            SELECT id, external_id, label_margin, label_confidence, metadata, prompt_id,
-                   CASE WHEN label = %(a)s THEN candidate_a_id ELSE candidate_b_id END AS chosen,
-                   CASE WHEN label = %(a)s THEN candidate_b_id ELSE candidate_a_id END AS rejected
-            FROM {Comparison._meta.db_table}
-            WHERE project_id = %(project)s AND label IN (%(a)s, %(b)s) AND NOT excluded
-            ORDER BY id
-            OFFSET 0
-        ) c
+        FROM ({labelled_pairs_sql(", metadata")}) c
         CROSS JOIN LATERAL (
             SELECT text, media, media_content_type, metadata FROM {Prompt._meta.db_table}
             WHERE id = c.prompt_id OFFSET 0

@@ -1,18 +1,20 @@
-"""Markdown written by project admins (instructions), rendered for annotators' browsers.
+"""Markdown (model outputs, prompts, admins' instructions), rendered for annotators' browsers.
 
-Python-Markdown passes raw HTML through untouched, so its output is never trusted: nh3
-(ammonia) then keeps only the tags and attributes that prose and code need, and only
-http(s)/mailto links. Everything else (scripts, event handlers, iframes, SVG, javascript:
-URLs, inline styles) is removed.
+CommonMark with GFM's tables and strikethrough (markdown-it-py): the dialect LLMs write, so
+that "#1: The Public Library" (no space after "#") stays a line of text, as in CommonMark,
+and does not become a heading. Raw HTML passes through the parser, so its output is never
+trusted: nh3 (ammonia) then keeps only the tags and attributes that prose and code need, and
+only http(s)/mailto links. Everything else (scripts, event handlers, iframes, SVG,
+javascript: URLs, inline styles) is removed.
 """
 
 from __future__ import annotations
 
-import markdown
 import nh3
 from django.utils.safestring import SafeString, mark_safe
+from markdown_it import MarkdownIt
 
-_EXTENSIONS = ["fenced_code", "tables", "sane_lists"]
+_MD = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
 
 ALLOWED_TAGS = frozenset(
     {
@@ -47,13 +49,12 @@ def markdown_render(*, text: str, images: bool = False) -> SafeString:
     Images only with `images=True` (admins' instructions): in model outputs an <img> is a
     tracking pixel that tells a third party who is labelling and when."""
     tags = set(ALLOWED_TAGS) | ({"img"} if images else set())
-    html = markdown.markdown(
-        text,
-        extensions=_EXTENSIONS,
-        # Alignment as an attribute, so that no style attribute has to be allowed.
-        extension_configs={"tables": {"use_align_attribute": True}},
-        output_format="html",
-    )
+    tokens = _MD.parse(text)
+    for token in tokens:
+        # Table alignment as an attribute, so that no style attribute has to be allowed.
+        if token.type in ("th_open", "td_open") and (style := token.attrGet("style")):
+            token.attrs = {"align": style.removeprefix("text-align:")}
+    html = _MD.renderer.render(tokens, _MD.options, {})
     cleaned = nh3.clean(
         html,
         tags=tags,
@@ -63,4 +64,4 @@ def markdown_render(*, text: str, images: bool = False) -> SafeString:
         link_rel="noopener noreferrer nofollow",
         strip_comments=True,
     )
-    return mark_safe(cleaned)  # noqa: S308 (sanitised by nh3 just above)
+    return mark_safe(cleaned.strip())  # noqa: S308 (sanitised by nh3 just above)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.core.cache import cache
 from django.db.models import (
@@ -123,6 +124,68 @@ def project_progress_for(*, user) -> list[ProjectProgress]:
             )
         )
     return rows
+
+
+@dataclass
+class ProjectSiteRow:
+    """A row of the site dashboard (staff): a project's comparisons by status (excluded
+    ones counted apart, whatever their status), its judgements since the dashboard's
+    `since`, and (set by core.selectors.site_projects) its queued or running runs."""
+
+    project: Project
+    pending: int = 0
+    labelled: int = 0
+    disputed: int = 0
+    excluded: int = 0
+    judgements_recent: int = 0
+    last_judgement_at: datetime | None = None
+    runs_active: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.pending + self.labelled + self.disputed + self.excluded
+
+    @property
+    def percent_labelled(self) -> int:
+        """Labelled share of the comparisons that count (not excluded), 0-100."""
+        counted = self.pending + self.labelled + self.disputed
+        return int(100 * self.labelled / counted) if counted else 0
+
+
+def project_site_summary(*, since: datetime) -> list[ProjectSiteRow]:
+    """Every project, by name, with its comparisons by status and its judgements since
+    `since`. Two grouped queries over all comparisons and the recent judgements: fine for
+    a few projects of modest size; the dashboard of issue 13 wants summary rows instead at a
+    million comparisons."""
+    rows = {p.pk: ProjectSiteRow(project=p) for p in Project.objects.order_by("name")}
+    counted = Q(excluded=False)
+    by_status = (
+        Comparison.objects.values("project_id")
+        .annotate(
+            pending=Count("id", filter=counted & Q(status=Comparison.Status.PENDING)),
+            labelled=Count("id", filter=counted & Q(status=Comparison.Status.LABELLED)),
+            disputed=Count("id", filter=counted & Q(status=Comparison.Status.DISPUTED)),
+            excluded=Count("id", filter=Q(excluded=True)),
+        )
+        .order_by()
+    )
+    for count in by_status:
+        row = rows.get(count["project_id"])
+        if row is not None:
+            for name in ("pending", "labelled", "disputed", "excluded"):
+                setattr(row, name, count[name])
+    recent = (
+        Judgement.objects.filter(created_at__gte=since)
+        .values("comparison__project_id")
+        .annotate(n=Count("id"), last=Max("created_at"))
+        .order_by()
+    )
+    for count in recent:
+        row = rows.get(count["comparison__project_id"])
+        if row is not None:
+            row.judgements_recent = count["n"]
+            row.last_judgement_at = count["last"]
+    return list(rows.values())
 
 
 def project_role_for(*, user, project: Project) -> str | None:

@@ -12,6 +12,7 @@ urlpatterns = [
         auth_views.PasswordChangeDoneView.as_view(),
         name="password_change_done",
     ),
+    path("", include("core.urls")),
     path("", include("annotation.urls")),
     path("", include("scoring.urls")),
     path("", include("curation.urls")),

@@ -7,3 +7,7 @@ class CoreConfig(AppConfig):
 
     name = "core"
     verbose_name = "Core"
+
+    def ready(self) -> None:
+        # A worker process starts its heartbeat thread on Celery's worker_ready signal.
+        import core.workers  # noqa: F401

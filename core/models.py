@@ -132,3 +132,26 @@ class Run(models.Model):
                 name=f"{prefix}_finished_has_time",
             ),
         ]
+
+
+class WorkerBeat(models.Model):
+    """A Celery worker's last sign of life, written by the worker itself (core/workers.py)
+    every WORKER_HEARTBEAT_S: its queues and the tasks it is running. One row per worker
+    name; a worker restarted under the same name takes its row over."""
+
+    hostname = models.CharField(max_length=255, unique=True)
+    pid = models.PositiveIntegerField(default=0)
+    queues = models.JSONField(default=list, blank=True)
+    # [{"id": ..., "name": ..., "args": "...", "started": epoch seconds or null}, ...]
+    active = models.JSONField(default=list, blank=True)
+    started_at = models.DateTimeField()
+    # The database's clock, not the worker's: workers on other machines compare fairly.
+    seen_at = models.DateTimeField()
+    # Set by a clean shutdown: the dashboard shows it gone at once, not after the timeout.
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["-seen_at"], name="workerbeat_seen_idx")]
+
+    def __str__(self) -> str:
+        return f"worker {self.hostname}"

@@ -1,15 +1,20 @@
-"""What every app's views share: the project-view decorator and the run-progress response."""
+"""What every app's views share: the project-view decorator and the run-progress response;
+and the site dashboard (staff)."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.views.decorators.http import require_GET
 from django_htmx.http import HttpResponseStopPolling
 
+from core import selectors
 from core.models import Run
 
 ProjectGetter = Callable[..., object]
@@ -60,3 +65,64 @@ def run_progress_response(
     if run.is_finished:
         response.status_code = HttpResponseStopPolling.status_code
     return response
+
+
+def staff_view(view):
+    """login_required, then staff only: everyone else gets a 404, as for a project they are
+    not a member of."""
+
+    @login_required
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not request.user.is_staff:
+            raise Http404("No such page.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+SITE = "core/site.html"
+SITE_DAY = timedelta(days=1)
+
+
+def _site_workers() -> dict:
+    workers = selectors.worker_list()
+    return {
+        "workers": workers,
+        "queues": selectors.queue_list(workers=workers),
+        "heartbeat_s": settings.WORKER_HEARTBEAT_S,
+        "gone_after_s": settings.WORKER_GONE_AFTER_S,
+    }
+
+
+def _site_projects() -> dict:
+    since = selectors.db_now() - SITE_DAY
+    return {"projects": selectors.site_projects(since=since), "db_size": selectors.database_size()}
+
+
+def _site_failures() -> dict:
+    since = selectors.db_now() - SITE_DAY
+    return {"failures": selectors.runs_failed_since(since=since)}
+
+
+# Each live fragment of the page (a partial of SITE) and what it shows.
+SITE_PARTS: dict[str, Callable[[], dict]] = {
+    "workers": _site_workers,
+    "projects": _site_projects,
+    "failures": _site_failures,
+}
+
+
+@staff_view
+@require_GET
+def site(request: HttpRequest) -> HttpResponse:
+    """The site dashboard: workers and queues, projects, failed runs, database size. Its
+    fragments poll this URL with ?part=<name> and get only that partial."""
+    part = request.GET.get("part", "")
+    if request.htmx and part in SITE_PARTS:
+        context = SITE_PARTS[part]()
+        return render(request, f"{SITE}#{part}", {**context, "as_of": selectors.db_now()})
+    context = {"as_of": selectors.db_now()}
+    for build in SITE_PARTS.values():
+        context.update(build())
+    return render(request, SITE, context)

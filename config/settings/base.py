@@ -176,6 +176,19 @@ if not 0 < RUN_HEARTBEAT_S < RUN_STALE_AFTER_S:
     raise ImproperlyConfigured("RUN_HEARTBEAT_S must be positive and below RUN_STALE_AFTER_S")
 if RUN_MAX_ATTEMPTS < 1:
     raise ImproperlyConfigured("RUN_MAX_ATTEMPTS must be at least 1")
+# Workers (core/workers.py): each worker process writes a heartbeat row (its queues and what
+# it is running) every WORKER_HEARTBEAT_S from a thread of its own, so that a solo-pool
+# worker busy with a long task still reports; the site dashboard shows a worker gone once
+# its heartbeat is older than WORKER_GONE_AFTER_S, and lists gone ones for
+# WORKER_GONE_LISTED_S.
+WORKER_HEARTBEAT_S = env.float("WORKER_HEARTBEAT_S", default=5.0)
+WORKER_GONE_AFTER_S = env.float("WORKER_GONE_AFTER_S", default=30.0)
+WORKER_GONE_LISTED_S = env.int("WORKER_GONE_LISTED_S", default=3600)
+if not 0 < WORKER_HEARTBEAT_S < WORKER_GONE_AFTER_S <= 50:
+    raise ImproperlyConfigured(
+        "WORKER_HEARTBEAT_S must be positive and below WORKER_GONE_AFTER_S, which may be at "
+        "most 50 (a worker that goes away shows as gone within a minute)"
+    )
 CELERY_BEAT_SCHEDULE = {
     "runs-sweep": {"task": "core.tasks.runs_sweep_task", "schedule": RUN_SWEEP_INTERVAL_S},
 }

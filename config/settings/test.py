@@ -21,3 +21,6 @@ RUN_SWEEP_INTERVAL_S = env.float("RUN_SWEEP_INTERVAL_S", default=2.0)
 CELERY_BEAT_SCHEDULE = {
     "runs-sweep": {"task": "core.tasks.runs_sweep_task", "schedule": RUN_SWEEP_INTERVAL_S},
 }
+# Workers: a heartbeat every second, gone after five missed.
+WORKER_HEARTBEAT_S = env.float("WORKER_HEARTBEAT_S", default=1.0)
+WORKER_GONE_AFTER_S = env.float("WORKER_GONE_AFTER_S", default=5.0)

@@ -95,12 +95,12 @@ def worker_list(*, now: datetime | None = None) -> list[WorkerStatus]:
 # ---------------------------------------------------------------- queues
 
 
-def queue_lengths(*, queues: Iterable[str]) -> dict[str, int | None]:
+def queue_lengths(*, queues: Iterable[str], broker_url: str | None = None) -> dict[str, int | None]:
     """Messages waiting in each queue, asked of the broker (a passive declare: Redis sums
     the queue's priority lists, kombu's SQLAlchemy transport counts its visible rows in
     kombu_message, RabbitMQ answers itself). None where the broker could not say; a queue
-    the broker does not know has 0 (Redis drops an empty list)."""
-    from celery.exceptions import ChannelError as CeleryChannelError
+    the broker does not know has 0 (Redis drops an empty list). `broker_url`: another
+    broker than the app's."""
     from kombu.exceptions import ChannelError
 
     from config.celery_app import app
@@ -108,13 +108,13 @@ def queue_lengths(*, queues: Iterable[str]) -> dict[str, int | None]:
     names = list(dict.fromkeys(queues))
     lengths: dict[str, int | None] = dict.fromkeys(names)
     try:
-        with app.connection_for_read(connect_timeout=1) as conn:
+        with app.connection_for_read(broker_url, connect_timeout=1) as conn:
             conn.ensure_connection(max_retries=1)
             for name in names:
                 channel = conn.channel()
                 try:
                     lengths[name] = channel.queue_declare(queue=name, passive=True).message_count
-                except (ChannelError, CeleryChannelError) as exc:
+                except ChannelError as exc:
                     if "NOT_FOUND" in str(exc) or getattr(exc, "reply_code", None) == 404:
                         lengths[name] = 0
                     else:

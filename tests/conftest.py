@@ -108,9 +108,11 @@ def celery_worker(_celery_worker_process: str) -> Iterator[str]:
     inspect = app.control.inspect(destination=[_celery_worker_process], timeout=1.0)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        active = (inspect.active() or {}).get(_celery_worker_process, [])
-        reserved = (inspect.reserved() or {}).get(_celery_worker_process, [])
-        if not active and not reserved:
+        # A solo worker answers from the loop that runs its task: no reply means busy, not
+        # idle (an embedding task set off by one test would otherwise run into the next).
+        active = (inspect.active() or {}).get(_celery_worker_process)
+        reserved = (inspect.reserved() or {}).get(_celery_worker_process)
+        if active == [] and reserved == []:
             return
         time.sleep(0.5)
 

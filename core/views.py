@@ -12,12 +12,17 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
-from django_htmx.http import HttpResponseStopPolling
+from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
 from core import selectors
 from core.models import Run
 
 ProjectGetter = Callable[..., object]
+
+# The event a run's progress answer raises once the run is finished: a page's results
+# section listens with hx-trigger="run-finished from:body" and reloads itself, so that a
+# finished run shows its results in place.
+RUN_FINISHED_EVENT = "run-finished"
 _project_get: ProjectGetter | None = None
 
 
@@ -59,11 +64,14 @@ def run_cancel_message(name: str, run: Run) -> str:
 def run_progress_response(
     request: HttpRequest, template: str, context: dict, *, run: Run
 ) -> HttpResponse:
-    """The progress partial of one run, as its page polls it; once the run is finished the
-    answer is 286, which tells htmx to stop polling."""
+    """The progress partial of one run, as its page polls it. Once the run is finished the
+    answer is 286, which tells htmx to stop polling, and raises RUN_FINISHED_EVENT (after the
+    swap settles, so the finished partial is in place first) for the page to refresh what
+    the run changed. Polling stops there, so a page hears it once per run it watched."""
     response = render(request, template, context)
     if run.is_finished:
         response.status_code = HttpResponseStopPolling.status_code
+        trigger_client_event(response, RUN_FINISHED_EVENT, {"run": run.pk}, after="settle")
     return response
 
 

@@ -173,15 +173,19 @@ def training_run_list(*, project: Project, limit: int = 50) -> list[TrainingRun]
         .defer("config")[:limit]
     )
     for run in runs:
-        metrics = run.model_version.metrics if run.model_version else {}
-        run.metric_rows = [
-            (label, (metrics or {}).get(key)) for key, label in MODEL_VERSION_METRICS
-        ]
+        _metric_rows_attach(run)
     return runs
 
 
+def _metric_rows_attach(run: TrainingRun) -> TrainingRun:
+    metrics = run.model_version.metrics if run.model_version else {}
+    run.metric_rows = [(label, (metrics or {}).get(key)) for key, label in MODEL_VERSION_METRICS]
+    return run
+
+
 def training_run_get(*, project: Project, run_id: int) -> TrainingRun:
-    """The project's training run `run_id`; Http404 for another project's or a missing one."""
+    """The project's training run `run_id` with its `metric_rows` (as training_run_list);
+    Http404 for another project's or a missing one."""
     run = (
         TrainingRun.objects.filter(project=project, pk=run_id)
         .select_related("model_version")
@@ -189,7 +193,7 @@ def training_run_get(*, project: Project, run_id: int) -> TrainingRun:
     )
     if run is None:
         raise Http404("No such training run.")
-    return run
+    return _metric_rows_attach(run)
 
 
 def model_version_active(*, project: Project) -> ModelVersion | None:

@@ -45,7 +45,10 @@ def _page(
         "error": error,
         "backbones": BACKBONES,
     }
-    return render(request, "scoring/models.html", context, status=status)
+    template = "scoring/models.html"
+    if request.htmx and request.htmx.target == "runs":
+        template += "#runs"
+    return render(request, template, context, status=status)
 
 
 def _to_page(request: HttpRequest, project) -> HttpResponse:

@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from annotation.forms import ImportForm
-from annotation.selectors import import_job_get, import_job_list, project_role_for, project_stats
+from annotation.selectors import import_job_get, import_job_list, project_stats
 from annotation.services.agreement import project_agreement
 from annotation.services.exporting import (
     EXPORT_EXTENSIONS,
@@ -19,13 +19,13 @@ from annotation.services.exporting import (
 from annotation.services.exporting_media import export_has_media
 from annotation.services.importing import import_job_cancel, import_job_start
 from core.exceptions import ApplicationError
-from core.roles import ADMIN, MEMBERS, REVIEWERS, Role
+from core.roles import ADMIN, MEMBERS, REVIEWERS, Role, member_role
 from core.views import project_view, run_cancel_message, run_progress_response
 
 
 @project_view(roles=MEMBERS)
 def project_detail(request: HttpRequest, project) -> HttpResponse:
-    role = project_role_for(user=request.user, project=project)
+    role = member_role(user=request.user, project=project)
     can_review = role in REVIEWERS
     agreement = project_agreement(project=project)
     return render(
@@ -65,9 +65,8 @@ def import_upload(request: HttpRequest, project) -> HttpResponse:
         else:
             return redirect("annotation:import_job", slug=project.slug, job_id=job.id)
     status = 400 if form.errors else 200
-    return render(
-        request, "annotation/import.html", {"project": project, "form": form}, status=status
-    )
+    context = {"project": project, "form": form, "has_media": export_has_media(project=project)}
+    return render(request, "annotation/import.html", context, status=status)
 
 
 @project_view(roles=ADMIN)

@@ -31,7 +31,10 @@ def _page(request: HttpRequest, project, *, form=None, status: int = 200) -> Htt
         initial={"policy": chosen.policy, "budget": _budget_text(chosen)}
     )
     context = {"project": project, "form": form, **routing_overview(project=project)}
-    return render(request, "routing/routing.html", context, status=status)
+    template = "routing/routing.html"
+    if request.htmx and request.htmx.target == "overview":
+        template += "#overview"
+    return render(request, template, context, status=status)
 
 
 @project_view(roles=ADMIN)

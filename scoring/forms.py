@@ -16,3 +16,8 @@ class ScoringSettingsForm(forms.Form):
         label="Ensemble size M",
         help_text="Reward-model heads per run; their spread measures uncertainty.",
     )
+    find_noisy_after_training = forms.BooleanField(
+        required=False,
+        label="Find noisy pairs after training",
+        help_text="Each new active model runs the curation page's Find noisy pairs.",
+    )

@@ -52,6 +52,12 @@ class ScoringSettings(models.Model):
     ensemble_members = models.PositiveSmallIntegerField(
         default=5, help_text="Reward-model heads per ensemble (M)."
     )
+    # Read by curation (which listens to `model_version_activated`): scoring only keeps it
+    # with the project's other after-training settings. The demo project turns it on.
+    find_noisy_after_training = models.BooleanField(
+        default=False,
+        help_text="Find noisy pairs with each new active reward model.",
+    )
 
     class Meta:
         verbose_name_plural = "scoring settings"

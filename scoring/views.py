@@ -34,6 +34,7 @@ def _page(
         initial={
             "auto_train_every": current.auto_train_every,
             "ensemble_members": current.ensemble_members,
+            "find_noisy_after_training": current.find_noisy_after_training,
         }
     )
     context = {

@@ -103,8 +103,16 @@ def test_demo_admin_logs_in_on_the_embedded_database(tmp_path):
                 "SELECT last_login FROM auth_user WHERE username = 'admin'"
             ).fetchone()[0]
             sessions = conn.execute("SELECT count(*) FROM django_session").fetchone()[0]
+            # demo_setup queued the demo's first training run on make run's broker (kombu's
+            # SQLAlchemy transport in the same database) for the worker to pick up.
+            queued = conn.execute(
+                "SELECT count(*) FROM kombu_message m JOIN kombu_queue q ON q.id = m.queue_id"
+                " WHERE q.name = 'cpu' AND m.payload LIKE '%training_run_execute_task%'"
+            ).fetchone()[0]
         assert last_login is not None
         assert sessions == 1
+        assert re.search(r"training run \d+ queued", printed)
+        assert queued == 1
     finally:
         if web is not None:
             web.terminate()

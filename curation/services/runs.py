@@ -86,6 +86,20 @@ def curation_run_start(
     return run
 
 
+def curation_run_after_training(*, project_id: int) -> CurationRun | None:
+    """After a new active model version of the project: start a "Find noisy pairs" run with
+    it if the project finds noisy pairs after training; return it, or None (not asked for,
+    or refused, e.g. while another run is going: that one goes on)."""
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None or not scoring_settings_get(project=project).find_noisy_after_training:
+        return None
+    try:
+        return curation_run_start(project=project)
+    except ApplicationError as exc:
+        logger.info("curation after training of %s not started: %s", project.slug, exc.message)
+        return None
+
+
 def curation_run_cancel(*, run: CurationRun) -> CurationRun:
     """Ask a queued or running run to stop; the detectors see it at their next progress
     report. A finished run is left as it is."""

@@ -276,6 +276,20 @@ def test_an_empty_interval_turns_automatic_training_off(client, project, admin):
     assert b"Automatic training is off." in client.get(_page(project)).content
 
 
+def test_admin_turns_finding_noisy_pairs_after_training_on_and_off(client, project, admin):
+    _login(client, admin)
+    data = {"auto_train_every": "", "ensemble_members": "5"}
+    response = client.post(_settings(project), {**data, "find_noisy_after_training": "on"})
+    assert response.status_code == 302
+    assert ScoringSettings.objects.get(project=project).find_noisy_after_training is True
+    body = client.get(_page(project)).content.decode()
+    assert 'id="id_find_noisy_after_training" checked' in body
+
+    response = client.post(_settings(project), data)  # an unticked box is not posted
+    assert response.status_code == 302
+    assert ScoringSettings.objects.get(project=project).find_noisy_after_training is False
+
+
 def test_htmx_settings_redirect_the_client(client, project, admin):
     _login(client, admin)
     response = client.post(

@@ -15,9 +15,17 @@ from annotation.models import Membership, Project
 from annotation.services.exporting import export_rows
 from annotation.services.importing import pairs_import
 from annotation.services.projects import project_create
+from core.exceptions import ApplicationError
+from curation.services.demo import (
+    DEMO_ANNOTATOR_NAME,
+    DEMO_AUTO_TRAIN_EVERY,
+    DEMO_HUMAN_BUDGET,
+    DEMO_ROUTING_POLICY,
+    demo_pipeline_start,
+)
 
 SHARED_SAMPLE = settings.BASE_DIR.parent / "shared" / "data" / "hh-rlhf-harmless-sample.jsonl.gz"
-FALLBACK_SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "demo_pairs.jsonl"
+FALLBACK_SAMPLE = settings.BASE_DIR / "annotation" / "fixtures" / "demo_pairs.jsonl"
 LABEL_POOL = 300
 INSTRUCTIONS = """\
 **Demo project.** Compare the two answers to the conversation and pick the one that is
@@ -29,12 +37,28 @@ red-teaming data, so the requests are offensive **on purpose**.
 
 
 class Command(BaseCommand):
-    help = "Create the demo admin and the demo project (idempotent); prints the login."
+    help = (
+        "Create the demo admin and the demo projects (idempotent); prints the login. The "
+        "first time, it also sets the demo project up to work by itself: automatic training "
+        f"every {DEMO_AUTO_TRAIN_EVERY} new labels, noisy pairs found with each new model, "
+        f"an AI annotator '{DEMO_ANNOTATOR_NAME}' (the project's reward model) and "
+        f"{DEMO_ROUTING_POLICY} routing within a {DEMO_HUMAN_BUDGET} human budget; and it "
+        "queues the first training run for the worker, whose new model then finds noisy "
+        "pairs and routes the project. Never twice: a project that has trained is left as it is."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--sample",
+            type=Path,
+            help="Pairs to import instead of the hh-rlhf sample in ../shared/data (or, "
+            "without it, the bundled annotation/fixtures/demo_pairs.jsonl).",
+        )
 
     def handle(self, *args, **opts) -> None:
         password = self._admin_password()
         admin = get_user_model().objects.get(username="admin")
-        sample = SHARED_SAMPLE if SHARED_SAMPLE.is_file() else FALLBACK_SAMPLE
+        sample = opts["sample"] or (SHARED_SAMPLE if SHARED_SAMPLE.is_file() else FALLBACK_SAMPLE)
         with transaction.atomic():
             project = Project.objects.filter(slug="demo").first() or project_create(
                 slug="demo", name="Demo: hh-rlhf harmlessness", instructions=INSTRUCTIONS
@@ -45,7 +69,20 @@ class Command(BaseCommand):
             result = pairs_import(project=project, path=sample, source_name=f"import:{sample.name}")
         self.stdout.write(f"demo project 'demo' from {sample.name}: {result.message}")
         self.stdout.write(f"demo project 'demo-label': {self._label_pool(project, admin)}")
+        self.stdout.write(f"demo project 'demo' in the background: {self._pipeline(project)}")
         self.stdout.write(self.style.SUCCESS(f"log in as admin / {password}"))
+
+    def _pipeline(self, project: Project) -> str:
+        try:
+            run = demo_pipeline_start(project=project)
+        except ApplicationError as exc:
+            return f"not started: {exc.message}"
+        if run is None:
+            return "already trained (or training): nothing queued"
+        return (
+            f"training run {run.pk} queued; once it succeeds, its model finds noisy pairs "
+            "and routes the project (the worker does it in a few minutes)"
+        )
 
     def _label_pool(self, source: Project, admin) -> str:
         """A project to label straight away: the first pairs of the demo, labels left out."""

@@ -17,6 +17,13 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 RATIONALE_OPTIONS = ("off", "optional", "required")
+# Caps: every pair page draws the schema (an <option> per aspect value, a key per strength
+# level), on web workers all projects share; a schema past these is refused, not drawn.
+MAX_STRENGTH_LEVELS = 8  # one key each (annotation.forms.STRENGTH_KEYS)
+MAX_ASPECTS = 20
+MAX_ASPECT_SPAN = 100  # max - min: at most 101 values to pick from
+MAX_NAME_CHARS = 100  # a strength level's or an aspect's name
+MAX_TOP_K = 100
 _KEYS = {
     "mode",
     "allow_tie",
@@ -60,25 +67,56 @@ def label_schema_validate(value: Any) -> None:
         raise ValidationError("label schema 'strength' must be a list of level names.")
     if len(set(strength)) != len(strength):
         raise ValidationError("label schema 'strength' levels must be distinct.")
+    if len(strength) > MAX_STRENGTH_LEVELS:
+        raise ValidationError(
+            f"label schema 'strength' has {len(strength)} levels; at most {MAX_STRENGTH_LEVELS}."
+        )
+    _names_check(strength, "label schema 'strength'")
     aspects = value.get("aspects", [])
     if not isinstance(aspects, list):
         raise ValidationError("label schema 'aspects' must be a list.")
+    if len(aspects) > MAX_ASPECTS:
+        raise ValidationError(
+            f"label schema 'aspects' has {len(aspects)} aspects; at most {MAX_ASPECTS}."
+        )
     names = set()
     for i, aspect in enumerate(aspects):
         where = f"label schema 'aspects[{i}]'"
         if not isinstance(aspect, dict) or not isinstance(aspect.get("name"), str):
             raise ValidationError(f"{where} must be an object with a 'name'.")
+        _names_check([aspect["name"]], where)
         lo, hi = aspect.get("min", 0), aspect.get("max")
-        if not isinstance(lo, int) or not isinstance(hi, int) or lo >= hi:
+        if not _is_int(lo) or not _is_int(hi) or lo >= hi:
             raise ValidationError(f"{where} needs integer 'min' < 'max'.")
+        if hi - lo > MAX_ASPECT_SPAN:
+            raise ValidationError(
+                f"{where} spans {hi - lo:,} steps ({lo} to {hi}); at most {MAX_ASPECT_SPAN}."
+            )
         if aspect["name"] in names:
             raise ValidationError(f"{where}: aspect '{aspect['name']}' is declared twice.")
         names.add(aspect["name"])
     if value.get("rationale", "off") not in RATIONALE_OPTIONS:
         raise ValidationError("label schema 'rationale' must be one of off, optional, required.")
     top_k = value.get("top_k")
-    if top_k is not None and (mode != "ranking" or not isinstance(top_k, int) or top_k < 1):
-        raise ValidationError("label schema 'top_k' is a positive integer, for ranking mode only.")
+    if top_k is not None and (
+        mode != "ranking" or not _is_int(top_k) or not 1 <= top_k <= MAX_TOP_K
+    ):
+        raise ValidationError(
+            f"label schema 'top_k' is an integer from 1 to {MAX_TOP_K}, for ranking mode only."
+        )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _names_check(names: list[str], where: str) -> None:
+    for name in names:
+        if len(name) > MAX_NAME_CHARS:
+            raise ValidationError(
+                f"{where}: the name '{name[:20]}...' is {len(name):,} characters; "
+                f"at most {MAX_NAME_CHARS}."
+            )
 
 
 def label_schema_choices(value: dict[str, Any]) -> set[str]:

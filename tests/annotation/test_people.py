@@ -385,6 +385,35 @@ def test_posting_the_moved_fields_to_the_settings_page_changes_none_of_them(clie
         ({"label_schema": "{not json"}, "Enter a valid JSON."),
         ({"label_schema": '{"mode": "tree"}'}, "label schema &#x27;mode&#x27; must be"),
         ({"label_schema": '{"colour": "red"}'}, "Unknown label schema field(s): colour."),
+        # Caps: every pair page draws the schema.
+        (
+            {"label_schema": '{"aspects": [{"name": "help", "min": 0, "max": 100000000}]}'},
+            "spans 100,000,000 steps (0 to 100000000); at most 100.",
+        ),
+        (
+            {"label_schema": json.dumps({"strength": [f"level {i}" for i in range(9)]})},
+            "has 9 levels; at most 8.",
+        ),
+        (
+            {
+                "label_schema": json.dumps(
+                    {"aspects": [{"name": f"a{i}", "max": 4} for i in range(21)]}
+                )
+            },
+            "has 21 aspects; at most 20.",
+        ),
+        (
+            {"label_schema": json.dumps({"strength": ["x" * 101]})},
+            "is 101 characters; at most 100.",
+        ),
+        (
+            {"label_schema": '{"aspects": [{"name": "help", "min": false, "max": true}]}'},
+            "needs integer &#x27;min&#x27; &lt; &#x27;max&#x27;.",
+        ),
+        (
+            {"label_schema": '{"mode": "ranking", "top_k": 1000}'},
+            "is an integer from 1 to 100, for ranking mode only.",
+        ),
         ({"overlap": 0}, "Ensure this value is greater than or equal to 1."),
         ({"gold_ratio": 1.5}, "Ensure this value is less than or equal to 1."),
         ({"name": ""}, "This field is required."),

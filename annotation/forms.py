@@ -6,7 +6,7 @@ import re
 from django import forms
 
 from annotation.models import Choice, ImportJob, Membership
-from annotation.schema import label_schema_validate
+from annotation.schema import label_schema_choices, label_schema_validate
 from annotation.services.queue import Answer
 
 
@@ -148,11 +148,15 @@ class LabelResolveForm(forms.Form):
         help_text="Why this label: the next reviewer reads it.",
     )
 
-    def __init__(self, *args, comparison, **kwargs) -> None:
+    def __init__(self, *args, comparison, project=None, **kwargs) -> None:
         # The review page holds one form per comparison: ids must not repeat.
         kwargs.setdefault("auto_id", f"resolve-{comparison.pk}-%s")
         kwargs.setdefault("initial", {"label": comparison.label})
         super().__init__(*args, **kwargs)
+        # Only the labels the project's schema allows (the service checks it as well).
+        # `project`: the page's own, so a page of N forms reads no project N times.
+        allowed = label_schema_choices((project or comparison.project).label_schema)
+        self.fields["label"].choices = [c for c in RESOLVE_CHOICES if c[0] in allowed]
 
 
 # ---------------------------------------------------------------- labelling

@@ -10,6 +10,8 @@ javascript: URLs, inline styles) is removed.
 
 from __future__ import annotations
 
+import re
+
 import nh3
 from django.utils.safestring import SafeString, mark_safe
 from markdown_it import MarkdownIt
@@ -43,6 +45,18 @@ DROPPED_WITH_CONTENT = frozenset({"script", "style", "iframe", "object", "embed"
 URL_SCHEMES = frozenset({"http", "https", "mailto"})
 
 
+_LANGUAGE_CLASS = re.compile(r"language-[A-Za-z0-9_+#.-]{1,40}")
+
+
+def _attribute_filter(tag: str, attribute: str, value: str) -> str | None:
+    """A fenced block's `language-*` class is the only class kept: model output may not
+    borrow the app's own classes (a fake button, a hidden notice)."""
+    if attribute == "class":
+        kept = [c for c in value.split() if _LANGUAGE_CLASS.fullmatch(c)]
+        return " ".join(kept) or None
+    return value
+
+
 def markdown_render(*, text: str, images: bool = False) -> SafeString:
     """Markdown to HTML that is safe to put in a page as it is.
 
@@ -62,6 +76,7 @@ def markdown_render(*, text: str, images: bool = False) -> SafeString:
         clean_content_tags=set(DROPPED_WITH_CONTENT),
         url_schemes=set(URL_SCHEMES),
         link_rel="noopener noreferrer nofollow",
+        attribute_filter=_attribute_filter,
         strip_comments=True,
     )
     return mark_safe(cleaned.strip())  # noqa: S308 (sanitised by nh3 just above)

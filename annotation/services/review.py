@@ -6,6 +6,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from annotation.models import Choice, Comparison, LabelResolution
+from annotation.schema import label_schema_choices
 from core.exceptions import ApplicationError
 
 
@@ -15,8 +16,12 @@ def comparison_label_resolve(
     """Set the comparison's label to `label` for good (confidence 1, labelled) and record
     who did it, when, what the label was before, and why. Every call is recorded, a
     confirmation of the current label included. `comparison` is updated in place."""
-    if label not in Choice.values:
-        raise ApplicationError(f"Pick one of {', '.join(Choice.labels)}.")
+    # What the project's schema allows, as for an annotator's choice (tie and both-bad only
+    # where the project asks for them).
+    allowed = label_schema_choices(comparison.project.label_schema)
+    if label not in allowed:
+        names = [c.label for c in Choice if c.value in allowed]
+        raise ApplicationError(f"Pick one of {', '.join(names)}: this project's labels.")
     note = note.strip()
     if not note:
         raise ApplicationError("Say why: the note is what the next reviewer reads.")

@@ -26,7 +26,7 @@ def review(request: HttpRequest, project) -> HttpResponse:
     page = Paginator(comparison_disagreement_list(project=project), PAGE_SIZE).get_page(
         request.GET.get("page")
     )
-    items = [(c, LabelResolveForm(comparison=c)) for c in page]
+    items = [(c, LabelResolveForm(comparison=c, project=project)) for c in page]
     return render(
         request, "annotation/review.html", {"project": project, "page": page, "items": items}
     )
@@ -36,7 +36,7 @@ def review(request: HttpRequest, project) -> HttpResponse:
 @require_POST
 def review_resolve(request: HttpRequest, project, comparison_id: int) -> HttpResponse:
     comparison = comparison_get_for_review(project=project, comparison_id=comparison_id)
-    form = LabelResolveForm(request.POST, comparison=comparison)
+    form = LabelResolveForm(request.POST, comparison=comparison, project=project)
     if form.is_valid():
         try:
             comparison_label_resolve(
@@ -52,7 +52,7 @@ def review_resolve(request: HttpRequest, project, comparison_id: int) -> HttpRes
                 return redirect(f"{url}{query}#comparison-{comparison.pk}")
             # Re-read: the block shows the new entry of the history.
             comparison = comparison_get_for_review(project=project, comparison_id=comparison.pk)
-            form = LabelResolveForm(comparison=comparison)
+            form = LabelResolveForm(comparison=comparison, project=project)
     # Without JavaScript a refused form comes back as a page of this one comparison.
     template = "annotation/review.html#comparison" if request.htmx else "annotation/review.html"
     context = {

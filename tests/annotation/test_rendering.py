@@ -111,3 +111,15 @@ def test_gfm_strikethrough_and_tables():
     html = markdown_render(text="~~old~~ new\n\n| a | b |\n|---|---|\n| 1 | 2 |")
     assert "<s>old</s> new" in html
     assert "<td>1</td>" in html
+
+
+def test_code_keeps_only_its_language_class():
+    # Model output may not borrow the app's classes (a fake button, a hidden notice).
+    html = markdown_render(
+        text='<code class="language-python btn primary">x</code>\n\n'
+        '<code class="visually-hidden">y</code>'
+    )
+    assert '<code class="language-python">x</code>' in html
+    assert "<code>y</code>" in html
+    assert "btn" not in html
+    assert "visually-hidden" not in html

@@ -14,6 +14,8 @@ from annotation.forms import LabelResolveForm
 from annotation.models import Judgement, LabelResolution
 from annotation.selectors import comparison_get_for_review
 from annotation.services.labels import comparison_labels_refresh
+from annotation.services.review import comparison_label_resolve
+from core.exceptions import ApplicationError
 from tests.factories import PASSWORD, MembershipFactory, UserFactory
 from tests.factories import comparison_make as _comparison
 from tests.factories import judgement_make as _judge
@@ -257,12 +259,31 @@ def test_bad_label_or_empty_note_is_400_and_changes_nothing(
     assert not LabelResolution.objects.exists()
 
 
+def test_a_label_the_schema_forbids_is_refused(client, project, reviewer, split):
+    # The default schema allows ties but not both-bad; a reviewer may not set it either.
+    _login(client, reviewer)
+    page = client.get(reverse("annotation:review", args=[project.slug])).content.decode()
+    assert 'value="both_bad"' not in page
+    assert 'value="tie"' in page
+
+    response = client.post(_resolve_url(project, split), {"label": "both_bad", "note": "why"})
+
+    assert response.status_code == 400
+    assert "Select a valid choice" in response.content.decode()
+    split.refresh_from_db()
+    assert (split.label, split.label_confidence) == ("a", 0.6)
+    assert not LabelResolution.objects.exists()
+    with pytest.raises(ApplicationError, match="this project's labels"):
+        comparison_label_resolve(comparison=split, reviewer=reviewer, label="both_bad", note="x")
+    assert not LabelResolution.objects.exists()
+
+
 def test_htmx_resolve_returns_the_updated_block(client, project, reviewer, split):
     _login(client, reviewer)
 
     response = client.post(
         _resolve_url(project, split),
-        {"label": "both_bad", "note": "neither answers"},
+        {"label": "tie", "note": "equally good"},
         headers={"HX-Request": "true"},
     )
 
@@ -270,10 +291,10 @@ def test_htmx_resolve_returns_the_updated_block(client, project, reviewer, split
     html = response.content.decode().strip()
     assert html.startswith(f'<article id="comparison-{split.pk}"')
     assert "<html" not in html
-    assert 'data-label="both_bad"' in html
-    assert "neither answers" in html
+    assert 'data-label="tie"' in html
+    assert "equally good" in html
     split.refresh_from_db()
-    assert split.label == "both_bad"
+    assert split.label == "tie"
     assert LabelResolution.objects.get().previous_label == "a"
 
 

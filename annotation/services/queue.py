@@ -241,6 +241,15 @@ def judgement_submit(*, assignment: Assignment, annotator, answer: Answer) -> Ju
         if assignment.state != Assignment.State.LEASED:
             raise ApplicationError("This item was skipped or has expired; take the next one.")
         project = comparison.project
+        # Curation or routing may take a pair away while it is on someone's screen.
+        if comparison.excluded:
+            raise ApplicationError(
+                "Curation excluded this pair while you worked on it; take the next one."
+            )
+        if comparison.route == Comparison.Route.AI:
+            raise ApplicationError(
+                "This pair went to an AI annotator while you worked on it; take the next one."
+            )
         if not comparison.is_gold:
             if comparison.human_judgement_count >= project.overlap:
                 raise ApplicationError("This item already has all its labels; take the next one.")

@@ -99,6 +99,28 @@ def test_double_submit_makes_one_judgement(project, tmp_path, annotator):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"excluded": True}, "Curation excluded this pair"),
+        ({"route": "ai"}, "went to an AI annotator"),
+    ],
+)
+def test_a_pair_taken_away_while_on_screen_is_not_recorded(
+    project, tmp_path, annotator, change, message
+):
+    _unlabelled(project, tmp_path, 1)
+    a = assignment_next_for(annotator=annotator, project=project)
+    Comparison.objects.filter(pk=a.comparison_id).update(**change)
+
+    with pytest.raises(ApplicationError, match=message):
+        judgement_submit(assignment=a, annotator=annotator, answer=Answer("left"))
+
+    assert not Judgement.objects.filter(source_kind="human").exists()
+    assert Comparison.objects.get().human_judgement_count == 0
+
+
+@pytest.mark.django_db
 def test_a_skipped_comparison_never_comes_back(project, tmp_path, annotator):
     _unlabelled(project, tmp_path, 1)
     a = assignment_next_for(annotator=annotator, project=project)

@@ -10,20 +10,12 @@ from playwright.sync_api import Page, expect
 
 from annotation.models import Comparison, Judgement
 from curation.judges.models import AIAnnotator, AIJudgingRun
-from tests.factories import PASSWORD
+from tests.browser.pages import log_in
 from tests.judges.conftest import labelled_project, reward_model_train
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
 
 KEY = "sk-browser-91b2-NEVER-SHOWN"
-
-
-def _log_in(page: Page, base_url: str, username: str) -> None:
-    page.goto(f"{base_url}/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("form.card button[type=submit]")
-    page.wait_for_url(f"{base_url}/")
 
 
 def test_create_and_run_an_annotator_from_the_page(
@@ -32,7 +24,7 @@ def test_create_and_run_an_annotator_from_the_page(
     labelled_project(project, tmp_path, n=30)
     reward_model_train(project)
     Comparison.objects.filter(project=project).update(route=Comparison.Route.AI)
-    _log_in(page, live_server.url, admin.username)
+    log_in(page, live_server.url, admin.username)
     url = f"{live_server.url}/projects/{project.slug}/ai-annotators/"
     page.goto(url)
     expect(page.locator("h1")).to_have_text("AI annotators")

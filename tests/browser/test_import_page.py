@@ -17,7 +17,7 @@ from django.db import connection
 from playwright.sync_api import Page, expect
 
 from annotation.models import Candidate, Comparison, ImportJob, Judgement, Prompt
-from tests.factories import PASSWORD
+from tests.browser.pages import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
 
@@ -55,11 +55,7 @@ window.__requests = [];
 
 
 def _log_in(page: Page, base_url: str, username: str) -> None:
-    page.goto(f"{base_url}/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("form.card button[type=submit]")
-    page.wait_for_url(f"{base_url}/")
+    log_in(page, base_url, username)
     expect(page.locator(".topbar .who")).to_have_text(username)
 
 

@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 
 from annotation.models import Assignment, Judgement
 from annotation.services.importing import pairs_import
-from tests.factories import PASSWORD
+from tests.browser.pages import log_in
 
 pytestmark = pytest.mark.browser
 
@@ -33,14 +33,6 @@ XSS = [
     '<p hx-on:htmx:load="window.__xss=1" hx-get="/steal" hx-trigger="load">htmx text</p>',
     '<iframe src="javascript:window.__xss=1"></iframe>',
 ]
-
-
-def _log_in(page: Page, base_url: str, username: str) -> None:
-    page.goto(f"{base_url}/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("form.card button[type=submit]")
-    page.wait_for_url(f"{base_url}/")
 
 
 def _import(project, tmp_path, rows: list[dict]) -> None:
@@ -99,7 +91,7 @@ def test_an_annotator_labels_ten_pairs_from_the_keyboard(
         tmp_path,
         [{"prompt": f"Question {i}?", "responses": [f"Yes {i}.", f"No {i}."]} for i in range(14)],
     )
-    _log_in(page, live_server.url, annotator.username)
+    log_in(page, live_server.url, annotator.username)
     _open(page, live_server.url, project)
     keyboard = page.keyboard
     answers: dict[str, tuple[str, int | None]] = {}  # key -> (screen choice, strength)
@@ -237,7 +229,7 @@ def test_hostile_texts_are_shown_inert(
             for i in range(3)
         ],
     )
-    _log_in(page, live_server.url, annotator.username)
+    log_in(page, live_server.url, annotator.username)
     _open(page, live_server.url, project)
 
     def assert_inert() -> None:
@@ -297,7 +289,7 @@ def test_a_refused_answer_brings_its_pair_back_with_the_reason(
         tmp_path,
         [{"prompt": f"Question {i}?", "responses": [f"Yes {i}.", f"No {i}."]} for i in range(3)],
     )
-    _log_in(page, live_server.url, annotator.username)
+    log_in(page, live_server.url, annotator.username)
     _open(page, live_server.url, project)
     refused = _shown(page)
     following = _prefetched(page)

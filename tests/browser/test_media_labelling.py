@@ -21,20 +21,13 @@ from annotation.models import (
     RankingJudgement,
 )
 from annotation.services.queue import NOT_PLAYED
-from tests.factories import PASSWORD, MembershipFactory, media_comparison_make
+from tests.browser.pages import log_in
+from tests.factories import MembershipFactory, media_comparison_make
 
 pytestmark = pytest.mark.browser
 
 PLAYED = re.compile(r"(^|\s)played(\s|$)")
 WAVEFORM = re.compile(r"(^|\s)has-waveform(\s|$)")  # wavesurfer.js drew the waveform
-
-
-def _log_in(page: Page, base_url: str, username: str) -> None:
-    page.goto(f"{base_url}/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("form.card button[type=submit]")
-    page.wait_for_url(f"{base_url}/")
 
 
 def _shown(page: Page) -> str:
@@ -80,7 +73,7 @@ def test_an_annotator_labels_image_and_audio_pairs_from_the_keyboard(
     other_project.save()
     MembershipFactory(project=other_project, user=annotator, role=Membership.Role.ANNOTATOR)
     clips = [media_comparison_make(other_project, kind="audio", seed=10 + i) for i in range(5)]
-    _log_in(page, live_server.url, annotator.username)
+    log_in(page, live_server.url, annotator.username)
     keyboard = page.keyboard
 
     # ------------------------------------------------------------------ 5 image pairs
@@ -258,7 +251,7 @@ def test_the_media_url_in_the_page_is_the_content_hash(
     page: Page, live_server, transactional_db, annotator, project
 ):
     comparison = media_comparison_make(project, kind="image")
-    _log_in(page, live_server.url, annotator.username)
+    log_in(page, live_server.url, annotator.username)
     page.goto(f"{live_server.url}/projects/{project.slug}/label/")
     srcs = page.locator("#pair img[data-media-image]").evaluate_all(
         "imgs => imgs.map((i) => i.getAttribute('src'))"
@@ -287,7 +280,7 @@ def test_a_ranking_of_clips_is_played_from_the_keyboard_before_it_is_accepted(
     project.comparisons.all().delete()
     ranking = Ranking.objects.create(project=project, prompt=first.prompt)
     ranking.candidates.set(clips)
-    _log_in(page, live_server.url, annotator.username)
+    log_in(page, live_server.url, annotator.username)
     page.goto(f"{live_server.url}/projects/{project.slug}/label/")
     items = page.locator("#ranking .rank-item")
     expect(items).to_have_count(3)

@@ -10,18 +10,10 @@ from playwright.sync_api import Page, expect
 from core.runs import run_enqueue
 from scoring.models import TrainingRun
 from scoring.services.training import training_run_create
-from tests.factories import PASSWORD
+from tests.browser.pages import log_in
 from tests.scoring.test_training import CONFIG, _import
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
-
-
-def _log_in(page: Page, base_url: str, username: str) -> None:
-    page.goto(f"{base_url}/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("form.card button[type=submit]")
-    page.wait_for_url(f"{base_url}/")
 
 
 def test_a_finished_training_run_shows_its_metrics_without_a_reload(
@@ -31,7 +23,7 @@ def test_a_finished_training_run_shows_its_metrics_without_a_reload(
     # Made here and sent to the worker only once the page watches it, so that the run
     # cannot finish before the page has loaded (then there would be nothing to refresh).
     run = training_run_create(project=project, config=CONFIG, created_by=admin)
-    _log_in(page, live_server.url, admin.username)
+    log_in(page, live_server.url, admin.username)
     page.goto(f"{live_server.url}/projects/{project.slug}/models/")
     expect(page.locator("nav.project-nav a[aria-current=page]")).to_have_text("Models")
     card = page.locator(f"#training-run-{run.id}")

@@ -9,7 +9,8 @@ import pytest
 from playwright.sync_api import Page, Route, expect
 
 from annotation.models import Judgement, RankingAssignment, RankingJudgement
-from tests.browser.test_labelling_page import _import, _log_in
+from tests.browser.pages import log_in
+from tests.browser.test_labelling_page import _import
 
 pytestmark = pytest.mark.browser
 
@@ -27,7 +28,7 @@ def test_an_annotator_ranks_three_responses_with_the_keyboard(
             for i in range(2)
         ],
     )
-    _log_in(page, live_server.url, annotator.username)
+    log_in(page, live_server.url, annotator.username)
     page.goto(f"{live_server.url}/projects/{project.slug}/label/")
     expect(page.locator("#ranking .rank-item")).to_have_count(3)
     page.evaluate("window.__marker = 1")
@@ -118,7 +119,7 @@ def test_the_next_ranking_appears_before_the_answer_is_saved(
             for i in range(4)
         ],
     )
-    _log_in(page, live_server.url, annotator.username)
+    log_in(page, live_server.url, annotator.username)
     page.goto(f"{live_server.url}/projects/{project.slug}/label/")
     expect(page.locator("#ranking .rank-item")).to_have_count(3)
     page.evaluate("window.__marker = 1")

